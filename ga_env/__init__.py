@@ -1,0 +1,40 @@
+"""ga_env: a town of generative-agent personas as a PettingZoo multi-agent environment.
+
+Quick start::
+
+    import ga_env
+    env = ga_env.parallel_env(groups=["artist_collective", "residents"])
+    obs, infos = env.reset(seed=0)
+
+The env is also registered with PettingZoo: ``pettingzoo.make("parallel", "ga/Town-v0")``.
+"""
+
+from pettingzoo import register
+
+from ga_env.errors import TownDataError
+from ga_env.maps import TownMap, load_ascii_map, load_map, load_tiled_map
+from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_group, load_groups, load_personas
+from ga_env.town import ACTION_NAMES, Dynamics, TownEnv, env, parallel_env, raw_env
+
+__all__ = [
+    "ACTION_NAMES",
+    "OBJECTIVE_TERMS",
+    "Dynamics",
+    "Group",
+    "Persona",
+    "TownDataError",
+    "TownEnv",
+    "TownMap",
+    "env",
+    "load_ascii_map",
+    "load_group",
+    "load_groups",
+    "load_map",
+    "load_personas",
+    "load_tiled_map",
+    "parallel_env",
+    "raw_env",
+]
+
+register("parallel", "ga/Town-v0", entry_point="ga_env.town:parallel_env", max_cycles=144)
+register("aec", "ga/Town-v0", entry_point="ga_env.town:env", max_cycles=144)

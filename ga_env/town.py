@@ -1,0 +1,883 @@
+"""Town: a town of generative-agent personas as a PettingZoo ``ParallelEnv``.
+
+=====================  ==============================================================
+Import                 ``from ga_env import town_v0`` or ``ga_env.parallel_env()``
+Registered id          ``pettingzoo.make("parallel", "ga/Town-v0")`` (and ``"aec"``)
+Actions                ``Discrete(4)``: 0 Move, 1 Chat, 2 Task, 3 Research
+Parallel API           Yes
+Agents                 one per persona (25 in the default town of Willowbrook)
+Observation            ``Dict(observation=Box(-1, 1, (D,)), action_mask=Box(0, 1, (4,), int8))``
+State                  ``Box(-1, 1, (N * D + G * N,))``
+=====================  ==============================================================
+
+**The town.** Personas live in a tile map (``ga_env.maps``) whose walkable
+tiles belong to places addressed ``town:sector:arena[:object]``. Each persona
+belongs to a group (``ga_env.personas``): a YAML file naming the group's
+cause, its objective and its task, research and social sites.
+
+**Actions** (the env resolves each action's parameter itself, so any numeric
+MARL policy can act):
+
+* ``0 Move``: walk ``move_speed`` tiles along a shortest path to the persona's
+  current target place. By day the target cycles through the persona's
+  itinerary (its task sites, then research sites, then social sites): moving
+  while already at the target advances to the next place. At night (22:00 to
+  06:00 by default) the target is home.
+* ``1 Chat``: talk with the nearest persona in the same place within
+  ``chat_radius`` tiles. Both remember it; relationships grow; each side
+  hears the other's cause, so awareness of a cause spreads from speaker to
+  listener, and listeners whose awareness passes ``advocate_threshold`` become
+  advocates who spread it on (at ``advocate_strength``).
+* ``2 Task``: work at one of the persona's task sites (task progress) or, at
+  home, rest (recover energy).
+* ``3 Research``: produce knowledge at one of the group's research sites,
+  more with colleagues researching in the same place and after recent
+  conversations (collaboration).
+
+Every action costs energy; output scales with energy and drops at night.
+``action_mask`` marks the actions that are possible now (Move always; Chat if
+a partner is near; Task at a task site or home; Research at a research site).
+A masked action is a no-op. An action outside ``Discrete(4)`` is a
+``ValueError`` naming the agent.
+
+With ``action_mode="rich"`` an action is a dict
+``{"action": int, "target": int, "partner": int, "utterance": str}`` where
+``target`` is a place index (``env.places``; ``len(places)`` = automatic),
+``partner`` an agent index (``len(possible_agents)`` = nearest) and the
+utterance (at most 280 characters) is delivered to the partner's next text
+observation. A bare int is accepted too.
+
+**Observation** (``D = 24 + 2G`` floats, ``G`` = number of groups in the town):
+position (2), time of day sin/cos (2), night (1), energy (1), at home /
+task site / research site / social site / target (5), distance to target (1),
+target kind one-hot home/task/research/social (4), personas within chat range
+(1), fraction of them unaware of my cause (1), a partner is available (1),
+my group's task progress, knowledge and community awareness of its cause (3),
+collaboration trace (1), episode progress (1), my group one-hot (G), my
+awareness of each group's cause (G). ``obs_mode="box"`` gives the bare Box.
+
+With ``text_obs=True``, ``infos[agent]["text"]`` describes what the persona
+perceives: time, place, energy, the personas within ``vision_radius`` and what
+they are doing, and what was said to it.
+
+**Rewards.** Per step, the env measures for every persona its contribution to
+each objective term (``ga_env.personas.OBJECTIVE_TERMS``); a group's reward
+weights them by its YAML ``objective``. A persona receives
+``individual_share`` of its own weighted contribution plus the rest of its
+group's total divided by the group's size.
+
+**Arguments** (``parallel_env(**kwargs)``):
+
+* ``town``: a shipped town name (``"willowbrook"``) or a folder with
+  ``map.yaml`` (or ``map.json``, Tiled), ``personas.yaml`` and ``groups/``.
+* ``map_file``, ``personas_file``, ``groups_dir``: override one part.
+* ``groups``: keep only personas of these groups (e.g. ``["artist_collective", "residents"]``).
+* ``max_agents``: keep the first N personas.
+* ``max_cycles`` (144, one day at stride 10), ``stride`` (minutes per step, 10),
+  ``start`` (``"2023-02-13 07:00"``).
+* ``obs_mode`` (``"dict"`` | ``"box"``), ``action_mode`` (``"discrete"`` | ``"rich"``),
+  ``text_obs`` (False), ``render_mode`` (``"ansi"`` | ``"rgb_array"`` | ``"human"``).
+* ``dynamics``: a :class:`Dynamics` or a mapping of its fields.
+
+**Version history**
+
+* v0: first release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+import numpy.typing as npt
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec
+
+from ga_env.errors import TownDataError
+from ga_env.maps import TownMap, load_map
+from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_groups, load_personas
+
+__all__ = ["ACTION_NAMES", "Dynamics", "TownEnv", "env", "parallel_env", "raw_env"]
+
+MOVE, CHAT, TASK, RESEARCH, IDLE = 0, 1, 2, 3, 4
+ACTION_NAMES: tuple[str, ...] = ("move", "chat", "task", "research")
+N_ACTIONS = 4
+BASE_OBS_DIM = 24
+MAX_UTTERANCE = 280
+TERM = {name: k for k, name in enumerate(OBJECTIVE_TERMS)}
+KIND_HOME, KIND_TASK, KIND_RESEARCH, KIND_SOCIAL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dynamics:
+    """Constants of the town's dynamics (a change of defaults bumps the env version)."""
+
+    move_speed: int = 5
+    """Tiles walked per Move step."""
+    chat_radius: int = 3
+    """Chebyshev distance (tiles, same place) within which personas can chat."""
+    vision_radius: int = 6
+    """Chebyshev distance within which a persona perceives others (text observation)."""
+    spread_rate: float = 0.2
+    """Fraction of the remaining unawareness a conversation removes."""
+    awareness_decay: float = 0.005
+    """Fraction of a non-member's awareness forgotten every step (attention fades)."""
+    persuasion: float = 0.8
+    """Probability that a conversation moves a listener's awareness at all."""
+    advocate_threshold: float = 0.5
+    """Awareness at which a non-member starts spreading a cause on."""
+    advocate_strength: float = 0.3
+    """An advocate's persuasiveness relative to a member's."""
+    supporter_threshold: float = 0.75
+    """Awareness at which a non-member counts as a supporter."""
+    relationship_rate: float = 0.15
+    """Fraction of the remaining relationship gap a conversation closes."""
+    task_rate: float = 0.1
+    """Task progress per step of work at full energy by day."""
+    research_rate: float = 0.1
+    """Knowledge per step of research at full energy by day, before bonuses."""
+    collab_bonus: float = 0.25
+    """Extra research output per colleague researching in the same place (up to 4)."""
+    chat_trace_bonus: float = 0.5
+    """Extra research output at a collaboration trace of 1 (recent conversations)."""
+    trace_decay: float = 0.8
+    """Per-step decay of the collaboration trace."""
+    night_factor: float = 0.25
+    """Output multiplier for work and research at night."""
+    energy_cost: tuple[float, float, float, float] = (0.01, 0.01, 0.03, 0.03)
+    """Energy spent by Move, Chat, Task, Research."""
+    energy_drain: float = 0.004
+    """Energy lost every step."""
+    rest_gain_day: float = 0.08
+    """Energy recovered by a Task (rest) step at home by day."""
+    rest_gain_night: float = 0.2
+    """Energy recovered by a Task (rest) step at home at night."""
+    night_start: int = 22
+    """Hour at which night begins."""
+    night_end: int = 6
+    """Hour at which night ends."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            values = v if isinstance(v, tuple) else (v,)
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in values):
+                raise TownDataError(
+                    "dynamics",
+                    f.name,
+                    f"{v!r} must be a non-negative number",
+                    f"see the Dynamics docstring for {f.name}",
+                )
+        if len(self.energy_cost) != N_ACTIONS:
+            raise TownDataError(
+                "dynamics", "energy_cost", "needs one cost per action", "give four numbers (Move, Chat, Task, Research)"
+            )
+        if not (0 <= self.night_start < 24 and 0 <= self.night_end < 24):
+            raise TownDataError(
+                "dynamics", "night_start/night_end", "must be hours in [0, 24)", "give hours such as 22 and 6"
+            )
+        if self.move_speed < 1:
+            raise TownDataError("dynamics", "move_speed", "must be at least 1", "give a positive number of tiles")
+
+
+def _town_folder(town: str | Path) -> Path:
+    candidate = Path(town)
+    if candidate.is_dir():
+        return candidate
+    shipped = resources.files("ga_env") / "data" / str(town)
+    if shipped.is_dir():
+        return Path(str(shipped))
+    available = sorted(p.name for p in (resources.files("ga_env") / "data").iterdir() if p.is_dir())
+    raise TownDataError(
+        "argument",
+        "town",
+        f"{town!r} is neither a folder nor a shipped town",
+        f"use one of {available} or a folder with map.yaml, personas.yaml and groups/",
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_map(path: str, mtime: float) -> TownMap:
+    # One BFS per destination, shared by every env of the process (maps are immutable).
+    town_map = load_map(path)
+    town_map.next_hop_table()
+    return town_map
+
+
+def env(**kwargs: Any) -> Any:
+    """The AEC version of the town (``parallel_to_aec`` of :func:`parallel_env`)."""
+    return parallel_to_aec(parallel_env(**kwargs))
+
+
+def parallel_env(**kwargs: Any) -> TownEnv:
+    """The town as a PettingZoo ``ParallelEnv``; see the module docstring for arguments."""
+    return TownEnv(**kwargs)
+
+
+class TownEnv(ParallelEnv):  # type: ignore[misc]
+    """The town as a PettingZoo ParallelEnv (see the module docstring)."""
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "render_modes": ["ansi", "rgb_array", "human"],
+        "name": "town_v0",
+        "is_parallelizable": True,
+        "render_fps": 4,
+    }
+
+    def __init__(
+        self,
+        *,
+        town: str | Path = "willowbrook",
+        map_file: str | Path | None = None,
+        personas_file: str | Path | None = None,
+        groups_dir: str | Path | None = None,
+        groups: Sequence[str] | None = None,
+        max_agents: int | None = None,
+        max_cycles: int = 144,
+        stride: int = 10,
+        start: str | dt.datetime = "2023-02-13 07:00",
+        obs_mode: str = "dict",
+        action_mode: str = "discrete",
+        text_obs: bool = False,
+        render_mode: str | None = None,
+        dynamics: Dynamics | Mapping[str, Any] | None = None,
+    ) -> None:
+        # -- arguments --------------------------------------------------------------------
+        if obs_mode not in ("dict", "box"):
+            raise TownDataError("argument", "obs_mode", f"{obs_mode!r} is unknown", "use 'dict' or 'box'")
+        if action_mode not in ("discrete", "rich"):
+            raise TownDataError("argument", "action_mode", f"{action_mode!r} is unknown", "use 'discrete' or 'rich'")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise TownDataError(
+                "argument",
+                "render_mode",
+                f"{render_mode!r} is unknown",
+                f"use one of {self.metadata['render_modes']} or None",
+            )
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, int) or max_cycles < 1:
+            raise TownDataError(
+                "argument",
+                "max_cycles",
+                f"{max_cycles!r} is not a positive integer",
+                "give the episode length in steps, e.g. 144",
+            )
+        if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= 1440:
+            raise TownDataError(
+                "argument", "stride", f"{stride!r} is not minutes in [1, 1440]", "give minutes per step, e.g. 10"
+            )
+        if isinstance(start, str):
+            try:
+                start = dt.datetime.fromisoformat(start)
+            except ValueError:
+                raise TownDataError(
+                    "argument", "start", f"{start!r} is not a date and time", "write it as 'YYYY-MM-DD HH:MM'"
+                ) from None
+        if isinstance(dynamics, Mapping):
+            try:
+                dynamics = Dynamics(**dynamics)
+            except TypeError as e:
+                names = ", ".join(f.name for f in dataclasses.fields(Dynamics))
+                raise TownDataError("argument", "dynamics", str(e), f"use fields among {names}") from None
+        self.dynamics: Dynamics = dynamics or Dynamics()
+        self.max_cycles = max_cycles
+        self.stride = stride
+        self.start_time: dt.datetime = start
+        self.obs_mode = obs_mode
+        self.action_mode = action_mode
+        self.text_obs = text_obs
+        self.render_mode = render_mode
+
+        # -- data: map, groups, personas ---------------------------------------------------
+        folder = _town_folder(town)
+        if map_file is None:
+            map_file = folder / "map.yaml" if (folder / "map.yaml").exists() else folder / "map.json"
+        map_path = Path(map_file)
+        self.town_map: TownMap = _cached_map(
+            str(map_path.resolve()), map_path.stat().st_mtime if map_path.exists() else 0.0
+        )
+        all_groups = load_groups(groups_dir if groups_dir is not None else folder / "groups")
+        personas_path = Path(personas_file) if personas_file is not None else folder / "personas.yaml"
+        personas = load_personas(personas_path)
+        for p in personas:
+            if p.group not in all_groups:
+                raise TownDataError(
+                    personas_path,
+                    f"persona {p.name!r}.group",
+                    f"{p.group!r} has no group file",
+                    f"add {p.group}.yaml to the groups folder or use one of {sorted(all_groups)}",
+                )
+        if groups is not None:
+            unknown = [g for g in groups if g not in all_groups]
+            if unknown:
+                raise TownDataError(
+                    "argument", "groups", f"unknown group(s) {unknown}", f"use groups among {sorted(all_groups)}"
+                )
+            personas = tuple(p for p in personas if p.group in groups)
+        if max_agents is not None:
+            if isinstance(max_agents, bool) or not isinstance(max_agents, int) or max_agents < 1:
+                raise TownDataError(
+                    "argument", "max_agents", f"{max_agents!r} is not a positive integer", "give a number of personas"
+                )
+            personas = personas[:max_agents]
+        if len(personas) < 1:
+            raise TownDataError("argument", "groups/max_agents", "no persona is left", "keep at least one persona")
+        self.personas: tuple[Persona, ...] = personas
+        used = sorted({p.group for p in personas}, key=list(all_groups).index)
+        self.groups: tuple[Group, ...] = tuple(all_groups[g] for g in used)
+        self.possible_agents: list[str] = [p.agent_id for p in personas]
+        self.agent_index: dict[str, int] = {a: i for i, a in enumerate(self.possible_agents)}
+        self.agents: list[str] = []
+        self._build_tables(personas_path)
+
+        # -- spaces (fixed at construction, returned as the same objects) ------------------
+        n, g = len(personas), len(self.groups)
+        self.obs_dim = BASE_OBS_DIM + 2 * g
+        box = gymnasium.spaces.Box(-1.0, 1.0, (self.obs_dim,), np.float32)
+        mask = gymnasium.spaces.Box(0, 1, (N_ACTIONS,), np.int8)
+        self._obs_space: gymnasium.spaces.Space[Any] = (
+            gymnasium.spaces.Dict({"observation": box, "action_mask": mask}) if obs_mode == "dict" else box
+        )
+        if action_mode == "rich":
+            self._act_space: gymnasium.spaces.Space[Any] = gymnasium.spaces.Dict(
+                {
+                    "action": gymnasium.spaces.Discrete(N_ACTIONS),
+                    "target": gymnasium.spaces.Discrete(self.town_map.n_places + 1),
+                    "partner": gymnasium.spaces.Discrete(n + 1),
+                    "utterance": gymnasium.spaces.Text(MAX_UTTERANCE),
+                }
+            )
+        else:
+            self._act_space = gymnasium.spaces.Discrete(N_ACTIONS)
+        self.state_space = gymnasium.spaces.Box(-1.0, 1.0, (n * self.obs_dim + g * n,), np.float32)
+        self.np_random, self.np_random_seed = seeding.np_random()
+        self._t = 0
+        self._ready = False
+
+    def _build_tables(self, personas_path: Path) -> None:
+        """Index arrays for the vectorised dynamics (built once)."""
+        m, ps, gs = self.town_map, self.personas, self.groups
+        n, g, p_count = len(ps), len(gs), m.n_places
+        gidx = {grp.name: i for i, grp in enumerate(gs)}
+        self.group_of = np.array([gidx[p.group] for p in ps], dtype=np.int64)  # (N,)
+        self.members = np.zeros((g, n), dtype=np.float64)  # (G, N)
+        self.members[self.group_of, np.arange(n)] = 1.0
+        self.n_members = self.members.sum(1)  # (G,)
+        self.has_cause = np.array([grp.cause is not None for grp in gs])  # (G,)
+        self.weights = np.array([[grp.objective.get(t, 0.0) for t in OBJECTIVE_TERMS] for grp in gs])  # (G, K)
+        self.share = np.array([grp.individual_share for grp in gs], dtype=np.float64)  # (G,)
+
+        def sites(grp: Group, key: str) -> list[int]:
+            return [m.place_index(s, source=grp.source, field_name=key) for s in getattr(grp, key)]
+
+        group_task = [sites(grp, "task_sites") for grp in gs]
+        group_research = [sites(grp, "research_sites") for grp in gs]
+        group_social = [sites(grp, "social_sites") for grp in gs]
+        self.home = np.array(
+            [
+                m.place_index(p.living_area, source=personas_path, field_name=f"persona {p.name!r}.living_area")
+                for p in ps
+            ],
+            dtype=np.int64,
+        )
+        # Per-agent site masks (N, P) and itineraries (N, L) padded with -1.
+        self.is_task_site = np.zeros((n, p_count), dtype=bool)
+        self.is_research_site = np.zeros((n, p_count), dtype=bool)
+        self.is_social_site = np.zeros((n, p_count), dtype=bool)
+        itineraries: list[list[int]] = []
+        for i, p in enumerate(ps):
+            gi = self.group_of[i]
+            own_task = (
+                [m.place_index(p.task_site, source=personas_path, field_name=f"persona {p.name!r}.task_site")]
+                if p.task_site
+                else group_task[gi]
+            )
+            self.is_task_site[i, own_task] = True
+            self.is_research_site[i, group_research[gi]] = True
+            self.is_social_site[i, group_social[gi]] = True
+            itineraries.append(list(dict.fromkeys(own_task + group_research[gi] + group_social[gi])))
+        width = max(len(it) for it in itineraries)
+        self.itinerary = np.full((n, width), -1, dtype=np.int64)
+        for i, it in enumerate(itineraries):
+            self.itinerary[i, : len(it)] = it
+        self.itinerary_len = np.array([len(it) for it in itineraries], dtype=np.int64)
+        # Spawn tiles: explicit ones must be walkable tiles of the persona's home.
+        self.spawn = np.full((n, 2), -1, dtype=np.int64)
+        for i, p in enumerate(ps):
+            if p.spawn is None:
+                continue
+            x, y = p.spawn
+            if not (0 <= x < m.width and 0 <= y < m.height) or not m.walkable[y, x]:
+                raise TownDataError(
+                    personas_path,
+                    f"persona {p.name!r}.spawn",
+                    f"tile ({x}, {y}) is a wall or off the map {m.source}",
+                    "choose a walkable tile inside the persona's home",
+                )
+            self.spawn[i] = (x, y)
+        self.hop = m.next_hop_table()  # (P, H*W)
+        dist = m.distance_table().astype(np.float64)  # (P, H*W)
+        self.max_dist = max(float(dist.max()), 1.0)
+        self.dist = dist / self.max_dist
+        self.place_flat = m.place_of.ravel().astype(np.int64)  # (H*W,)
+        self.home_tiles = [m.place_tiles(int(h)) for h in self.home]
+        self._ar = np.arange(n)
+        self._cost = np.append(np.asarray(self.dynamics.energy_cost, dtype=np.float64), 0.0)  # (5,) idle is free
+        self._agent_weights = self.weights[self.group_of].T.copy()  # (K, N)
+        self._agent_share = self.share[self.group_of]  # (N,)
+        self._nonmember = 1.0 - self.members  # (G, N)
+        self._other_group = (self.group_of[:, None] != self.group_of[None, :]).astype(np.float64)  # (N, N)
+        self._agent_cause = self.has_cause[self.group_of].astype(np.float64)  # (N,)
+        d = self.dynamics
+        hours = np.arange(1440) // 60
+        if d.night_start > d.night_end:
+            self._night_by_minute = (hours >= d.night_start) | (hours < d.night_end)
+        else:
+            self._night_by_minute = (hours >= d.night_start) & (hours < d.night_end)
+        angle = 2.0 * np.pi * np.arange(1440) / 1440.0
+        self._sincos_by_minute = np.stack([np.sin(angle), np.cos(angle)], axis=1)  # (1440, 2)
+
+    # -- spaces -------------------------------------------------------------------------------
+    @functools.cache  # noqa: B019 - spaces are fixed per instance, as in PettingZoo
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        return self._obs_space
+
+    @functools.cache  # noqa: B019
+    def action_space(self, agent: str) -> gymnasium.spaces.Space[Any]:
+        return self._act_space
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        """Place addresses (``Sector:arena``) indexed as in rich actions and ``target``."""
+        return self.town_map.places
+
+    @property
+    def now(self) -> dt.datetime:
+        """The town's clock."""
+        return self.start_time + dt.timedelta(minutes=self.stride * self._t)
+
+    @property
+    def is_night(self) -> bool:
+        """Whether it is night now (output drops, Move heads home)."""
+        return self._night
+
+    # -- reset --------------------------------------------------------------------------------
+    def reset(
+        self, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        obs, _ = self.reset_arrays(seed)
+        self.agents = list(self.possible_agents)
+        return self._obs_dict(obs), self._infos()
+
+    def reset_arrays(self, seed: int | None = None) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
+        """Reset and return ``(obs (N, D), action_mask (N, 4))`` without building dicts."""
+        if seed is not None:
+            self.np_random, self.np_random_seed = seeding.np_random(seed)
+        rng = self.np_random
+        n, g = len(self.personas), len(self.groups)
+        w = self.town_map.width
+        self._t = 0
+        pos = self.spawn.copy()
+        for i in np.nonzero(pos[:, 0] < 0)[0]:
+            tiles = self.home_tiles[i]
+            pos[i] = tiles[rng.integers(len(tiles))]
+        self.pos_flat = pos[:, 1] * w + pos[:, 0]  # (N,)
+        self.energy = rng.uniform(0.8, 1.0, n)  # (N,)
+        self.aware = np.where(self.has_cause[:, None], rng.uniform(0.0, 0.1, (g, n)), 0.0)  # (G, N)
+        self.aware = np.maximum(self.aware, self.members * self.has_cause[:, None])
+        self.supporter = np.zeros((g, n), dtype=bool)  # (G, N) non-members won over (counted once)
+        self.relationship = np.zeros((n, n))  # (N, N)
+        self.trace = np.zeros(n)
+        self.itinerary_idx = np.zeros(n, dtype=np.int64)
+        self.override = np.full(n, -1, dtype=np.int64)
+        self.group_progress = np.zeros(g)
+        self.group_knowledge = np.zeros(g)
+        self.last_action = np.full(n, IDLE, dtype=np.int64)
+        self.last_partner = np.full(n, -1, dtype=np.int64)
+        self.last_utterance: list[str | None] = [None] * n
+        self.inbox: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+        self.episode_terms = np.zeros((len(OBJECTIVE_TERMS), g))  # (K, G) team totals
+        self.episode_rewards = np.zeros(n)
+        self.action_counts = np.zeros((n, N_ACTIONS + 1), dtype=np.int64)
+        self._refresh()
+        self._ready = True
+        return self._obs, self._mask
+
+    # -- step ---------------------------------------------------------------------------------
+    def step(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, float], dict[str, bool], dict[str, bool], dict[str, dict[str, Any]]]:
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        a, targets, partners = self._parse_actions(actions)
+        obs, _, rewards, truncated = self.step_arrays(a, targets=targets, partners=partners)
+        agents = self.agents
+        obs_d = self._obs_dict(obs)
+        rew_d = dict(zip(agents, rewards.tolist(), strict=True))
+        term_d = dict.fromkeys(agents, False)
+        trunc_d = dict.fromkeys(agents, truncated)
+        infos = self._infos()
+        if truncated:
+            self.agents = []
+        return obs_d, rew_d, term_d, trunc_d, infos
+
+    def step_arrays(
+        self,
+        actions: npt.NDArray[np.int64],
+        *,
+        targets: npt.NDArray[np.int64] | None = None,
+        partners: npt.NDArray[np.int64] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8], npt.NDArray[np.float64], bool]:
+        """Advance one step from an ``(N,)`` action array (4 = idle); no dicts, no validation.
+
+        This is the hot path that :meth:`step` wraps; vectorised trainers call it directly.
+
+        Returns:
+            ``(obs (N, D), action_mask (N, 4), rewards (N,), truncated)``.
+        """
+        d = self.dynamics
+        n, g = len(self.personas), len(self.groups)
+        ar = self._ar
+        night = self._night
+        # A masked (impossible) action is a no-op.
+        eff = np.where(self._mask[ar, np.minimum(actions, RESEARCH)] & (actions < IDLE), actions, IDLE)  # (N,)
+        place = self.place_flat[self.pos_flat]  # (N,)
+        factor = self.energy * (d.night_factor if night else 1.0)  # (N,)
+        q = np.zeros((len(OBJECTIVE_TERMS), n))  # (K, N) individual contributions
+        pool = np.zeros((len(OBJECTIVE_TERMS), g))  # (K, G) contributions by non-members
+
+        # -- rich-mode overrides (targets persist until changed) --
+        if targets is not None:
+            given = targets >= 0
+            self.override[given] = np.where(targets[given] < self.town_map.n_places, targets[given], -1)
+        partner = self._partner.copy()
+        if partners is not None:
+            ok = (partners >= 0) & (partners < n)
+            ok[ok] &= self._reach[ar[ok], partners[ok]]
+            partner[ok] = partners[ok]
+
+        # -- chat: exchange of causes and relationships --
+        chatting = (eff == CHAT) & (partner >= 0)
+        talk = np.zeros((n, n))  # (N, N) symmetric: who talked with whom
+        talk[ar[chatting], partner[chatting]] = 1.0
+        talk = np.maximum(talk, talk.T)
+        talked = talk.any(1)
+        nonmember = self._nonmember  # (G, N)
+        if d.awareness_decay:
+            self.aware -= d.awareness_decay * self.aware * nonmember
+        if talked.any():
+            advocates = (self.aware >= d.advocate_threshold) * nonmember * d.advocate_strength
+            speak = (self.members + advocates) * self.has_cause[:, None]  # (G, N) persuasiveness
+            influence = speak @ talk  # (G, N) summed over each listener's speakers
+            success = self.np_random.random((g, n)) < d.persuasion
+            old = self.aware
+            gain = d.spread_rate * np.minimum(influence, 1.0) * (1.0 - old) * success * nonmember  # (G, N)
+            self.aware = old + gain
+            newly = ~self.supporter & (self.aware >= d.supporter_threshold) & (nonmember > 0)  # won once
+            self.supporter |= newly
+            safe = np.where(influence > 0, influence, 1.0)
+            # Credit each speaker in proportion to its share of the listener's influence.
+            credit_aw = speak * ((gain / safe) @ talk)  # (G, N)
+            credit_sup = speak * ((newly / safe) @ talk)
+            q[TERM["awareness"]] = credit_aw[self.group_of, ar]
+            q[TERM["supporters"]] = credit_sup[self.group_of, ar]
+            pool[TERM["awareness"]] = (credit_aw * nonmember).sum(1)
+            pool[TERM["supporters"]] = (credit_sup * nonmember).sum(1)
+            rel_gain = d.relationship_rate * (1.0 - self.relationship) * talk
+            self.relationship += rel_gain
+            q[TERM["relationships"]] = rel_gain.sum(1)
+            q[TERM["conversations"]] = talk.sum(1)
+        self.trace = d.trace_decay * self.trace + (1.0 - d.trace_decay) * talked
+
+        # -- task: work at a task site, or rest at home --
+        tasking = eff == TASK
+        at_home = place == self.home
+        resting = tasking & at_home
+        working = tasking & ~at_home
+        q[TERM["task_progress"]] = working * d.task_rate * factor
+        rest = resting * (d.rest_gain_night if night else d.rest_gain_day)
+        rest = np.minimum(rest, 1.0 - self.energy)
+        q[TERM["rest"]] = rest
+
+        # -- research: more with colleagues at the same place and after conversations --
+        researching = eff == RESEARCH
+        if researching.any():
+            key = self.group_of * self.town_map.n_places + place
+            colleagues = np.bincount(key[researching], minlength=g * self.town_map.n_places)[key] - 1
+            bonus = 1.0 + d.collab_bonus * np.minimum(colleagues, 4) + d.chat_trace_bonus * self.trace
+            q[TERM["knowledge"]] = researching * d.research_rate * factor * bonus
+
+        # -- energy --
+        cost = self._cost[eff]
+        energy = self.energy - cost - d.energy_drain + rest
+        self.energy = np.minimum(np.maximum(energy, 0.0, out=energy), 1.0, out=energy)
+
+        # -- move: along the cached shortest-path field toward the target --
+        moving = eff == MOVE
+        if moving.any():
+            arrived = moving & (place == self._target) & (self.override < 0) & (not night)
+            self.itinerary_idx = np.where(arrived, (self.itinerary_idx + 1) % self.itinerary_len, self.itinerary_idx)
+            target = self._targets(night)[moving]
+            pos = self.pos_flat[moving]
+            for _ in range(d.move_speed):
+                pos = self.hop[target, pos]
+            self.pos_flat[moving] = pos
+
+        # -- rewards: weighted terms, individual share + team share --
+        team = q @ self.members.T + pool  # (K, G)
+        r_ind = (self._agent_weights * q).sum(0)  # (N,)
+        r_team = (self.weights * team.T).sum(1) / self.n_members  # (G,)
+        s = self._agent_share
+        rewards = s * r_ind + (1.0 - s) * r_team[self.group_of]  # (N,)
+        self.group_progress += team[TERM["task_progress"]]
+        self.group_knowledge += team[TERM["knowledge"]]
+        self.episode_terms += team
+        self.episode_rewards += rewards
+        self.action_counts[ar, eff] += 1
+        self.last_action = eff
+        self.last_partner = np.where(chatting, partner, -1)
+
+        self._t += 1
+        self._refresh()
+        return self._obs, self._mask, rewards, self._t >= self.max_cycles
+
+    def _parse_actions(
+        self, actions: Mapping[str, Any]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
+        n = len(self.possible_agents)
+        a = np.full(n, IDLE, dtype=np.int64)
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict of agent -> action, got {type(actions).__name__}")
+        index = self.agent_index
+        for agent in actions:
+            if agent not in index:
+                raise ValueError(f"actions: unknown agent {agent!r}; the agents are {self.agents}")
+        if self.action_mode == "discrete":
+            # Fast path: one C-level conversion; the dtype tells whether every value is an integer.
+            arr = np.array(list(actions.values()))
+            if (
+                arr.dtype.kind in "iu"
+                and arr.ndim == 1
+                and (len(arr) == 0 or (arr.min() >= 0 and arr.max() < N_ACTIONS))
+            ):
+                if len(arr) == n and list(actions) == self.possible_agents:
+                    return arr.astype(np.int64, copy=False), None, None
+                a[[index[k] for k in actions]] = arr
+                return a, None, None
+            for agent, v in actions.items():
+                a[index[agent]] = self._check_action(agent, v)
+            return a, None, None
+        targets = np.full(n, -1, dtype=np.int64)
+        partners = np.full(n, -1, dtype=np.int64)
+        for agent, v in actions.items():
+            i = index[agent]
+            if isinstance(v, Mapping):
+                unknown = set(v) - {"action", "target", "partner", "utterance"}
+                if unknown or "action" not in v:
+                    raise ValueError(
+                        f"agent {agent!r}: rich action {dict(v)!r} needs key 'action' and only 'target', 'partner', 'utterance' besides"
+                    )
+                a[i] = self._check_action(agent, v["action"])
+                if v.get("target") is not None:
+                    targets[i] = self._check_index(agent, "target", v["target"], self.town_map.n_places + 1)
+                if v.get("partner") is not None:
+                    partners[i] = self._check_index(agent, "partner", v["partner"], n + 1)
+                text = v.get("utterance")
+                if text is not None and not isinstance(text, str):
+                    raise ValueError(f"agent {agent!r}: utterance must be a string, got {type(text).__name__}")
+                self.last_utterance[i] = text[:MAX_UTTERANCE] if text else None
+            else:
+                a[i] = self._check_action(agent, v)
+                self.last_utterance[i] = None
+        return a, targets, partners
+
+    @staticmethod
+    def _check_action(agent: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < N_ACTIONS:
+            raise ValueError(
+                f"agent {agent!r}: action {v!r} is not in Discrete(4); use 0 Move, 1 Chat, 2 Task or 3 Research"
+            )
+        return int(v)
+
+    @staticmethod
+    def _check_index(agent: str, key: str, v: Any, size: int) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < size:
+            raise ValueError(f"agent {agent!r}: {key} {v!r} is not an index in [0, {size}); {size - 1} means automatic")
+        return int(v)
+
+    # -- derived quantities ----------------------------------------------------------------------
+    def _clock(self) -> None:
+        """Time of day for this step, from a per-minute-of-day table (datetime is slow in the hot path)."""
+        now = self.now
+        minute = now.hour * 60 + now.minute
+        self._night = bool(self._night_by_minute[minute])
+        self._sincos = self._sincos_by_minute[minute]
+
+    def _targets(self, night: bool) -> npt.NDArray[np.int64]:
+        if night:
+            auto = self.home
+        else:
+            auto = self.itinerary[np.arange(len(self.personas)), self.itinerary_idx]
+        return np.where(self.override >= 0, self.override, auto)
+
+    def _refresh(self) -> None:
+        """Recompute targets, chat partners, the action mask and observations after a change."""
+        d, m = self.dynamics, self.town_map
+        n, g = len(self.personas), len(self.groups)
+        ar = self._ar
+        self._clock()
+        night = self._night
+        place = self.place_flat[self.pos_flat]
+        self._place = place
+        self._target = self._targets(night)
+        x, y = self.pos_flat % m.width, self.pos_flat // m.width
+        cheb = np.maximum(np.abs(x[:, None] - x[None, :]), np.abs(y[:, None] - y[None, :]))  # (N, N)
+        self._cheb = cheb
+        reach = (cheb <= d.chat_radius) & (place[:, None] == place[None, :])
+        np.fill_diagonal(reach, False)
+        self._reach = reach
+        nearby = reach.sum(1)
+        far = np.where(reach, cheb, 1 << 30)
+        self._partner = np.where(nearby > 0, far.argmin(1), -1)
+        at_home = place == self.home
+        at_task = self.is_task_site[ar, place]
+        at_research = self.is_research_site[ar, place]
+        at_social = self.is_social_site[ar, place]
+        mask = np.ones((n, N_ACTIONS), dtype=np.int8)
+        mask[:, CHAT] = nearby > 0
+        mask[:, TASK] = at_task | at_home
+        mask[:, RESEARCH] = at_research
+        self._mask = mask
+
+        gi = self.group_of
+        cause = self._agent_cause
+        unaware = (reach * self._other_group * (1.0 - self.aware[gi])).sum(1) / np.maximum(nearby, 1) * cause
+        nonmembers = np.maximum(n - self.n_members, 1.0)
+        community = ((self.aware * self._nonmember).sum(1) / nonmembers)[gi] * cause
+        target = self._target
+        kind = np.zeros((n, 4))
+        kind[:, KIND_HOME] = target == self.home
+        kind[:, KIND_TASK] = self.is_task_site[ar, target]
+        kind[:, KIND_RESEARCH] = self.is_research_site[ar, target]
+        kind[:, KIND_SOCIAL] = self.is_social_site[ar, target]
+        obs = np.empty((n, self.obs_dim), dtype=np.float32)
+        obs[:, 0] = x / max(m.width - 1, 1)
+        obs[:, 1] = y / max(m.height - 1, 1)
+        obs[:, 2:4] = self._sincos
+        obs[:, 4] = night
+        obs[:, 5] = self.energy
+        obs[:, 6] = at_home
+        obs[:, 7] = at_task
+        obs[:, 8] = at_research
+        obs[:, 9] = at_social
+        obs[:, 10] = place == target
+        obs[:, 11] = self.dist[target, self.pos_flat]
+        obs[:, 12:16] = kind
+        obs[:, 16] = np.minimum(nearby / 5.0, 1.0)
+        obs[:, 17] = unaware
+        obs[:, 18] = nearby > 0
+        obs[:, 19] = np.tanh(self.group_progress / (5.0 * self.n_members))[gi]
+        obs[:, 20] = np.tanh(self.group_knowledge / (5.0 * self.n_members))[gi]
+        obs[:, 21] = community
+        obs[:, 22] = self.trace
+        obs[:, 23] = min(self._t / self.max_cycles, 1.0)
+        obs[:, BASE_OBS_DIM : BASE_OBS_DIM + g] = 0.0
+        obs[ar, BASE_OBS_DIM + gi] = 1.0
+        obs[:, BASE_OBS_DIM + g :] = self.aware.T
+        self._obs = obs
+
+    def _obs_dict(self, obs: npt.NDArray[np.float32]) -> dict[str, Any]:
+        if self.obs_mode == "box":
+            return dict(zip(self.possible_agents, obs, strict=True))
+        return {
+            a: {"observation": o, "action_mask": m}
+            for a, o, m in zip(self.possible_agents, obs, self._mask, strict=True)
+        }
+
+    def _infos(self) -> dict[str, dict[str, Any]]:
+        if not self.text_obs:
+            return {a: {} for a in self.possible_agents}
+        infos = {a: {"text": self.perceive(i), "place": self.address_of(i)} for i, a in enumerate(self.possible_agents)}
+        self.inbox = [[] for _ in self.possible_agents]
+        return infos
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> npt.NDArray[np.float32]:
+        """Global state for centralised critics: every agent's observation and all awareness."""
+        return np.concatenate([self._obs.ravel(), self.aware.ravel().astype(np.float32)])
+
+    # -- natural language ---------------------------------------------------------------------------
+    def position(self, i: int) -> tuple[int, int]:
+        """Tile ``(x, y)`` of agent ``i``."""
+        w = self.town_map.width
+        return int(self.pos_flat[i] % w), int(self.pos_flat[i] // w)
+
+    def address_of(self, i: int) -> str:
+        """Full address of agent ``i``'s tile."""
+        return self.town_map.address(*self.position(i))
+
+    def describe(self, i: int) -> str:
+        """What agent ``i`` did in the last step, in a few words."""
+        a, place = int(self.last_action[i]), self.places[int(self._place[i])]
+        if a == MOVE:
+            return f"walking toward {self.places[int(self._target[i])]}"
+        if a == CHAT and self.last_partner[i] >= 0:
+            return f"chatting with {self.personas[int(self.last_partner[i])].name}"
+        if a == TASK:
+            return (
+                "resting at home" if self._place[i] == self.home[i] else f"working ({self.personas[i].task}) at {place}"
+            )
+        if a == RESEARCH:
+            return f"researching at {place}"
+        return f"idle at {place}"
+
+    def perceive(self, i: int) -> str:
+        """The persona's view of the world: time, place, who is around, what it heard."""
+        p = self.personas[i]
+        now = self.now
+        when = f"{now:%A %B %d, %Y, %H:%M}" + (" (night)" if self._night else "")
+        lines = [f"It is {when}. You are {p.name} at {self.address_of(i)}; your energy is {self.energy[i]:.0%}."]
+        seen = np.nonzero((self._cheb[i] <= self.dynamics.vision_radius) & (np.arange(len(self.personas)) != i))[0]
+        if len(seen):
+            lines.append(
+                "You see: " + "; ".join(f"{self.personas[j].name} is {self.describe(int(j))}" for j in seen) + "."
+            )
+        else:
+            lines.append("Nobody is around.")
+        for j in np.nonzero(self.last_partner == i)[0]:
+            text = self.last_utterance[int(j)]
+            if text:
+                lines.append(f'{self.personas[int(j)].name} said to you: "{text}"')
+        lines.append(f"You are heading to {self.places[int(self._target[i])]}.")
+        return " ".join(lines)
+
+    # -- render --------------------------------------------------------------------------------------
+    def render(self) -> str | npt.NDArray[np.uint8] | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
+            return None
+        if not self._ready:
+            self.reset_arrays()
+        from ga_env import render as _render
+
+        if self.render_mode == "rgb_array":
+            return _render.rgb_array(self)
+        text = _render.ansi(self)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
+
+    def close(self) -> None:
+        pass
+
+
+raw_env = TownEnv

@@ -1,0 +1,86 @@
+"""Benchmark: town env throughput (random actions) vs mpe2's simple_spread_v3.
+
+Prints one JSON line. Usage::
+
+    python scripts/bench_env.py [--steps 3000] [--repeats 3]
+
+Figures are agent-steps per second through the public PettingZoo ``step()``
+API (dict in, dicts out, numeric observations), best of ``--repeats`` runs,
+single process. Random actions are drawn beforehand so that the figure
+measures the env, not the sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+import ga_env
+
+
+def bench_parallel(env: Any, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """Best-of-``repeats`` env-steps/s and agent-steps/s over ``steps`` random steps."""
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    agents = list(env.possible_agents)
+    spaces = [env.action_space(a) for a in agents]
+    sizes = np.array([s.n for s in spaces])
+    draws = (rng.random((steps, len(agents))) * sizes).astype(np.int64)
+    best = 0.0
+    agent_steps = 0
+    for _ in range(repeats):
+        env.reset(seed=seed)
+        count = 0
+        start = time.perf_counter()
+        for t in range(steps):
+            live = env.agents
+            if not live:
+                env.reset()
+                live = env.agents
+            row = draws[t].tolist()
+            env.step(
+                {a: row[i] for i, a in enumerate(agents) if a in live}
+                if len(live) != len(agents)
+                else dict(zip(agents, row, strict=True))
+            )
+            count += len(live)
+        elapsed = time.perf_counter() - start
+        if count / elapsed > best:
+            best, agent_steps = count / elapsed, count
+    return {
+        "agents": len(agents),
+        "agent_steps_per_s": round(best, 1),
+        "env_steps_per_s": round(best / len(agents), 1),
+        "agent_steps": agent_steps,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    out: dict[str, Any] = {"bench": "env", "python": platform.python_version(), "numpy": np.__version__}
+    for n in (8, 25):
+        out[f"town_{n}"] = bench_parallel(ga_env.parallel_env(max_agents=n), args.steps, args.repeats)
+    try:
+        from mpe2 import simple_spread_v3
+    except ImportError:
+        out["mpe2"] = "not installed (pip install mpe2)"
+    else:
+        for n in (3, 25):
+            mpe = simple_spread_v3.parallel_env(N=n, max_cycles=25, continuous_actions=False)
+            out[f"mpe2_simple_spread_{n}"] = bench_parallel(mpe, args.steps // 3 if n > 3 else args.steps, args.repeats)
+        out["ratio_town25_vs_mpe2_25"] = round(
+            out["town_25"]["agent_steps_per_s"] / out["mpe2_simple_spread_25"]["agent_steps_per_s"], 2
+        )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
