@@ -14,11 +14,13 @@ from pettingzoo import register
 from ga_env.errors import TownDataError
 from ga_env.maps import TownMap, load_ascii_map, load_map, load_tiled_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_group, load_groups, load_personas
-from ga_env.town import ACTION_NAMES, Dynamics, TownEnv, env, parallel_env, raw_env
+from ga_env.town import ACTION_NAMES, OBS, OBS_FEATURES, Dynamics, TownEnv, env, parallel_env, raw_env
 
 __all__ = [
     "ACTION_NAMES",
     "OBJECTIVE_TERMS",
+    "OBS",
+    "OBS_FEATURES",
     "Dynamics",
     "Group",
     "Persona",

@@ -106,15 +106,24 @@ from ga_env.errors import TownDataError
 from ga_env.maps import TownMap, load_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_groups, load_personas
 
-__all__ = ["ACTION_NAMES", "Dynamics", "TownEnv", "env", "parallel_env", "raw_env"]
+__all__ = ["ACTION_NAMES", "OBS", "OBS_FEATURES", "Dynamics", "TownEnv", "env", "parallel_env", "raw_env"]
 
 MOVE, CHAT, TASK, RESEARCH, IDLE = 0, 1, 2, 3, 4
 ACTION_NAMES: tuple[str, ...] = ("move", "chat", "task", "research")
 N_ACTIONS = 4
-BASE_OBS_DIM = 24
 MAX_UTTERANCE = 280
 TERM = {name: k for k, name in enumerate(OBJECTIVE_TERMS)}
 KIND_HOME, KIND_TASK, KIND_RESEARCH, KIND_SOCIAL = 0, 1, 2, 3
+OBS_FEATURES: tuple[str, ...] = (
+    "x", "y", "time_sin", "time_cos", "night", "energy",
+    "at_home", "at_task_site", "at_research_site", "at_social_site", "at_target", "target_distance",
+    "target_home", "target_task", "target_research", "target_social",
+    "nearby", "nearby_unaware", "partner_available",
+    "group_task_progress", "group_knowledge", "community_awareness", "collaboration", "episode_progress",
+)  # fmt: skip
+"""Names of the first ``BASE_OBS_DIM`` observation entries (then group one-hot, then awareness per cause)."""
+OBS = {name: k for k, name in enumerate(OBS_FEATURES)}
+BASE_OBS_DIM = len(OBS_FEATURES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -463,6 +472,16 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
     def now(self) -> dt.datetime:
         """The town's clock."""
         return self.start_time + dt.timedelta(minutes=self.stride * self._t)
+
+    @property
+    def current_places(self) -> npt.NDArray[np.int64]:
+        """``(N,)`` index (into ``places``) of each agent's current place."""
+        return self._place.copy()
+
+    @property
+    def current_targets(self) -> npt.NDArray[np.int64]:
+        """``(N,)`` index of each agent's current Move target."""
+        return self._target.copy()
 
     @property
     def is_night(self) -> bool:
