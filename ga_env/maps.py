@@ -193,7 +193,8 @@ class TownMap:
                     self.source, f"place {name!r}", "has no tile on the map", "remove it from the legend or draw it"
                 )
         # Connectivity: every walkable tile must be reachable from every other.
-        comp = _component(walk, tuple(int(v) for v in np.argwhere(walk)[0]))
+        first = np.argwhere(walk)[0]
+        comp = _component(walk, (int(first[0]), int(first[1])))
         if not comp[walk].all():
             sizes = []
             seen = np.zeros_like(walk)

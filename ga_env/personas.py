@@ -23,7 +23,7 @@ Objective terms (per step, computed by the env, see ``ga_env.town``):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +164,6 @@ class Group:
             for site in getattr(self, key):
                 if not isinstance(site, str) or not site.strip():
                     raise TownDataError(src, key, f"{site!r} is not a place address", 'write places as "Sector:arena"')
-
-
-@dataclass(frozen=True, kw_only=True)
-class Town:
-    """Personas and groups loaded from a town folder."""
-
-    personas: tuple[Persona, ...]
-    groups: Mapping[str, Group] = field(default_factory=dict)
 
 
 def _as_str_tuple(value: Any, path: Path, key: str) -> tuple[str, ...]:

@@ -64,7 +64,9 @@ they are doing, and what was said to it.
 each objective term (``ga_env.personas.OBJECTIVE_TERMS``); a group's reward
 weights them by its YAML ``objective``. A persona receives
 ``individual_share`` of its own weighted contribution plus the rest of its
-group's total divided by the group's size.
+group's total divided by the group's size; what advocates (non-members)
+achieve for a cause is shared by the whole group. A group's summed reward is
+therefore exactly its objective applied to its measured terms.
 
 **Arguments** (``parallel_env(**kwargs)``):
 
@@ -651,11 +653,13 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             self.pos_flat[moving] = pos
 
         # -- rewards: weighted terms, individual share + team share --
-        team = q @ self.members.T + pool  # (K, G)
+        by_members = q @ self.members.T  # (K, G)
+        team = by_members + pool
         r_ind = (self._agent_weights * q).sum(0)  # (N,)
-        r_team = (self.weights * team.T).sum(1) / self.n_members  # (G,)
+        r_team = (self.weights * by_members.T).sum(1) / self.n_members  # (G,)
+        r_pool = (self.weights * pool.T).sum(1) / self.n_members  # (G,) advocates' spread: team only
         s = self._agent_share
-        rewards = s * r_ind + (1.0 - s) * r_team[self.group_of]  # (N,)
+        rewards = s * r_ind + ((1.0 - self.share) * r_team + r_pool)[self.group_of]  # (N,) sums to weights . team
         self.group_progress += team[TERM["task_progress"]]
         self.group_knowledge += team[TERM["knowledge"]]
         self.episode_terms += team
@@ -681,9 +685,11 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
                 raise ValueError(f"actions: unknown agent {agent!r}; the agents are {self.agents}")
         if self.action_mode == "discrete":
             # Fast path: one C-level conversion; the dtype tells whether every value is an integer.
-            arr = np.array(list(actions.values()))
+            vals = list(actions.values())
+            arr = np.array(vals)
             if (
                 arr.dtype.kind in "iu"
+                and bool not in map(type, vals)
                 and arr.ndim == 1
                 and (len(arr) == 0 or (arr.min() >= 0 and arr.max() < N_ACTIONS))
             ):
@@ -731,6 +737,22 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < size:
             raise ValueError(f"agent {agent!r}: {key} {v!r} is not an index in [0, {size}); {size - 1} means automatic")
         return int(v)
+
+    def set_positions(self, xy: npt.ArrayLike) -> None:
+        """Teleport agents to tiles ``xy`` (``(N, 2)`` of ``(x, y)``), e.g. to restore a saved run.
+
+        Raises:
+            ValueError: if a tile is off the map or a wall, naming the agent.
+        """
+        xy = np.asarray(xy, dtype=np.int64)
+        m = self.town_map
+        if xy.shape != (len(self.personas), 2):
+            raise ValueError(f"positions must have shape ({len(self.personas)}, 2), got {xy.shape}")
+        for i, (x, y) in enumerate(xy):
+            if not (0 <= x < m.width and 0 <= y < m.height) or not m.walkable[y, x]:
+                raise ValueError(f"agent {self.possible_agents[i]!r}: tile ({x}, {y}) is off the map or a wall")
+        self.pos_flat = xy[:, 1] * m.width + xy[:, 0]
+        self._refresh()
 
     # -- derived quantities ----------------------------------------------------------------------
     def _clock(self) -> None:
