@@ -168,7 +168,9 @@ def test_invalid_actions_are_value_errors_naming_the_agent() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ga_env.TownDataError, match=r"argument: obs_mode: 'pixels' is unknown\. Fix: use 'dict' or 'box'"):
+    with pytest.raises(
+        ga_env.TownDataError, match=r"argument: obs_mode: 'pixels' is unknown\. Fix: use 'dict' or 'box'"
+    ):
         ga_env.parallel_env(obs_mode="pixels")
     with pytest.raises(ga_env.TownDataError, match="dynamics: move_speed"):
         ga_env.parallel_env(dynamics={"move_speed": -2})
@@ -213,3 +215,37 @@ def test_text_observation_and_utterances() -> None:
     assert "Isabel Ortiz is chatting with Marco Rossi" in text
     assert 'Isabel Ortiz said to you: "Come to the opening on Friday!"' in text
     assert "text" not in ga_env.parallel_env(max_agents=2).reset(seed=0)[1]["isabel_ortiz"]
+
+
+def test_campaign_wins_a_supporter_once() -> None:
+    env = _env(["campaign_team", "residents"], awareness_decay=0.0)
+    grace, ben = _idx(env, "Grace Mendes"), _idx(env, "Ben Carter")
+    g = [grp.name for grp in env.groups].index("campaign_team")
+    env.aware[g, ben] = env.dynamics.supporter_threshold - 0.05
+    _place(
+        env,
+        {
+            "Grace Mendes": _tile(env, "Corner Market:shop floor"),
+            "Ben Carter": _tile(env, "Corner Market:shop floor", 1),
+        },
+    )
+    rewards = _act(env, {"Grace Mendes": CHAT})
+    sup = ga_env.OBJECTIVE_TERMS.index("supporters")
+    assert env.supporter[g, ben] and env.episode_terms[sup, g] == 1.0
+    assert rewards[grace] > env.groups[g].objective["supporters"] * env.groups[g].individual_share
+    _act(env, {"Grace Mendes": CHAT})
+    assert env.episode_terms[sup, g] == 1.0  # a supporter is won once
+
+
+def test_rgb_and_ansi_render_show_the_agents() -> None:
+    env = ga_env.parallel_env(render_mode="rgb_array", max_agents=5)
+    env.reset(seed=0)
+    img = env.render()
+    assert isinstance(img, np.ndarray) and img.dtype == np.uint8
+    assert img.shape == (env.town_map.height * 8, env.town_map.width * 8, 3)
+    x, y = env.position(0)
+    assert tuple(img[y * 8 + 4, x * 8 + 4]) == (230, 80, 60)  # first group's colour
+    env = ga_env.parallel_env(render_mode="ansi", max_agents=5)
+    env.reset(seed=0)
+    text = env.render()
+    assert isinstance(text, str) and "Willowbrook  Monday 2023-02-13 07:00" in text and "Isabel Ortiz" in text
