@@ -1,0 +1,1 @@
+"""trainers: NumPy GRPO for the town (``python -m trainers.grpo``), maths, lessons."""

@@ -1,0 +1,259 @@
+"""GRPO for the town in pure NumPy: ``python -m trainers.grpo +experiment=artists``.
+
+One iteration (cleanrl style, top to bottom):
+
+1. **Rollout**: G episodes from the same env seed (the GRPO group), the policy acting on all
+   agents of all G episodes at once; record observations, masks, actions, log-probs, rewards.
+2. **Advantages**: each agent's discounted reward-to-go ``R[g, t, n]`` (per-step credit: an
+   episode is 144 steps, and a single episode return per agent gives too little signal), made
+   group-relative by :func:`group_advantages` (baseline = the same agent at the same step in the
+   other rollouts of the group, and/or its teammates), scaled by the group std (GRPO) or not
+   (Dr. GRPO).
+3. **Loss / update**: clipped surrogate + beta * k3 KL to the frozen initial policy, several
+   epochs of minibatches, analytic gradients, global-norm clipping, Adam.
+4. **Lessons**: each group's top-k trajectories become plain-language lessons for its policies.
+5. **Log**: TensorBoard, ``metrics.jsonl``, atomic checkpoints; a final evaluation of the
+   trained policy against the random and scripted ones on fresh seeds (``eval.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from agents import RandomPolicy, ScriptedPolicy, SoftmaxPolicy
+from conf.schema import Config, register_configs, to_config
+from ga_env import ACTION_NAMES
+from trainers.evaluate import evaluate
+from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
+from trainers.lessons import make_lessons
+
+EVAL_SEED_BASE = 1_000_000  # evaluation seeds never overlap training seeds (drawn below this)
+
+
+def save_checkpoint(path: Path, arrays: dict[str, Any], config_yaml: str) -> None:
+    """Write ``arrays`` + the resolved config atomically: temp file, fsync, ``os.replace``."""
+    buf = io.BytesIO()
+    np.savez(buf, config_yaml=np.array(config_yaml), **arrays)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
+    """Train, evaluate and write every artefact into ``out_dir``; returns the final evaluation."""
+    tc = cfg.trainer
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(tc.seed)
+    envs = [cfg.env.make() for _ in range(tc.group_size)]
+    env = envs[0]
+    n_agents, n_groups, group_names = len(env.possible_agents), len(env.groups), [g.name for g in env.groups]
+    policy = SoftmaxPolicy(env.obs_dim, n_groups, hidden=cfg.agent.hidden, init_scale=cfg.agent.init_scale, rng=rng)
+    ref = SoftmaxPolicy(env.obs_dim, n_groups, hidden=cfg.agent.hidden, rng=np.random.default_rng(0))
+    ref.params = policy.copy_params()  # frozen reference = the initial policy
+    adam = Adam(policy.params, lr=tc.lr)
+    start = 0
+    if tc.resume:
+        ckpt = np.load(tc.resume)
+        for k in policy.params:
+            policy.params[k] = ckpt[f"param/{k}"].copy()
+            ref.params[k] = ckpt[f"ref/{k}"].copy()
+            adam.m[k], adam.v[k] = ckpt[f"adam_m/{k}"].copy(), ckpt[f"adam_v/{k}"].copy()
+        adam.t, start = int(ckpt["adam_t"]), int(ckpt["iteration"])
+        rng.bit_generator.state = json.loads(str(ckpt["rng_state"]))
+
+    writer = SummaryWriter(str(out_dir / "tb"))
+    flat_cfg = {
+        f"{sec}.{k}": v
+        for sec in ("env", "agent", "llm", "trainer")
+        for k, v in dataclasses.asdict(getattr(cfg, sec)).items()
+    }
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in flat_cfg.items()), start
+    )
+    metrics_file = (out_dir / "metrics.jsonl").open("a")
+    teams = env.group_of  # (N,)
+    g_size, t_max = tc.group_size, env.max_cycles
+
+    def checkpoint(iteration: int) -> Path:
+        arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
+        arrays["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
+        for k in policy.params:
+            arrays[f"param/{k}"], arrays[f"ref/{k}"] = policy.params[k], ref.params[k]
+            arrays[f"adam_m/{k}"], arrays[f"adam_v/{k}"] = adam.m[k], adam.v[k]
+        path = out_dir / "checkpoint.npz"
+        save_checkpoint(path, arrays, config_yaml)
+        (out_dir / "config.yaml").write_text(config_yaml)
+        return path
+
+    def eval_trained(seeds: list[int]) -> dict[str, float]:
+        greedy = SoftmaxPolicy(
+            env.obs_dim, n_groups, hidden=cfg.agent.hidden, rng=np.random.default_rng(0), greedy=cfg.agent.eval_greedy
+        )
+        greedy.params = policy.params
+        return evaluate(env, greedy, seeds, np.random.default_rng(tc.seed + 1))
+
+    for it in tqdm(
+        range(start, tc.iterations), desc=f"grpo {cfg.experiment}", initial=start, total=tc.iterations, file=sys.stdout
+    ):
+        t0 = time.perf_counter()
+        # -- 1. rollout: G episodes from one seed, all agents of all episodes in one batch ------------
+        seed = int(rng.integers(EVAL_SEED_BASE))
+        obs_buf = np.empty((g_size, t_max, n_agents, env.obs_dim), dtype=np.float32)  # (G, T, N, D)
+        mask_buf = np.empty((g_size, t_max, n_agents, 4), dtype=np.int8)  # (G, T, N, 4)
+        act_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)  # (G, T, N) chosen actions
+        eff_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)  # (G, T, N) effective (4 = no-op)
+        logp_buf = np.empty((g_size, t_max, n_agents))  # (G, T, N)
+        rew_buf = np.empty((g_size, t_max, n_agents))  # (G, T, N)
+        place_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)
+        partner_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)
+        states = [e.reset_arrays(seed) for e in envs]
+        for t in range(t_max):
+            obs = np.stack([s[0] for s in states])  # (G, N, D)
+            mask = np.stack([s[1] for s in states])  # (G, N, 4)
+            actions, logp = policy.act_with_logp(obs.reshape(-1, env.obs_dim), mask.reshape(-1, 4), rng)
+            actions = actions.reshape(g_size, n_agents)
+            obs_buf[:, t], mask_buf[:, t], act_buf[:, t], logp_buf[:, t] = (
+                obs,
+                mask,
+                actions,
+                logp.reshape(g_size, n_agents),
+            )
+            for g, e in enumerate(envs):
+                place_buf[g, t] = e.current_places
+                o, m, r, _ = e.step_arrays(actions[g])
+                states[g] = (o, m)
+                rew_buf[g, t], eff_buf[g, t], partner_buf[g, t] = r, e.last_action, e.last_partner
+        rollout_time = time.perf_counter() - t0
+
+        # -- 2. group-relative advantages on each agent's reward-to-go ---------------------------------
+        returns = discounted_returns(rew_buf, tc.gamma)  # (G, T, N)
+        adv, frac_zero_std = group_advantages(
+            returns, g_size, tc.scale, group_by=tc.group_by, teams=teams, eps=tc.adv_eps
+        )
+
+        # -- 3. clipped surrogate + KL to the reference: epochs of minibatches, Adam ------------------
+        flat_obs = obs_buf.reshape(-1, env.obs_dim)  # (S, D), S = G*T*N
+        flat_mask = mask_buf.reshape(-1, 4)
+        flat_act, flat_old, flat_adv = act_buf.ravel(), logp_buf.ravel(), adv.ravel()
+        # Only decisions with a real choice carry gradient (a single valid action has logp = 0).
+        choice = (flat_mask.sum(1) > 1).astype(np.float64)  # (S,)
+        ref_logp_all, _ = ref.forward(flat_obs, flat_mask)
+        flat_ref = ref_logp_all[np.arange(len(flat_act)), flat_act]
+        stats: dict[str, list[float]] = {"policy": [], "kl": [], "clipfrac": [], "grad_norm": []}
+        for _ in range(tc.epochs):
+            perm = rng.permutation(len(flat_act))
+            for mb in np.array_split(perm, tc.minibatches):
+                logp_all, cache = policy.forward(flat_obs[mb], flat_mask[mb])
+                logp = logp_all[np.arange(len(mb)), flat_act[mb]]
+                _, dlogp, s = grpo_loss(logp, flat_old[mb], flat_ref[mb], flat_adv[mb], choice[mb], tc.epsilon, tc.beta)
+                grads = policy.backward(cache, policy.dlogits_from_dlogp(cache, flat_act[mb], dlogp))
+                grads, norm = clip_grad_norm(grads, tc.max_grad_norm)
+                adam.step(policy.params, grads)
+                for k, v in (*s.items(), ("grad_norm", norm)):
+                    stats[k].append(v)
+
+        # -- 4. reward-to-prompt lessons per group ------------------------------------------------------
+        for k, name in enumerate(group_names):
+            members = np.flatnonzero(teams == k)
+            lessons = make_lessons(
+                names=[env.personas[i].name for i in members],
+                places=env.places,
+                actions=eff_buf[:, :, members],
+                place_idx=place_buf[:, :, members],
+                partners=partner_buf[:, :, members],
+                rewards=rew_buf[:, :, members],
+                advantages=adv[:, :, members],
+                top_k=tc.top_k,
+            )
+            policy.set_lessons(name, lessons)
+            writer.add_text(f"lessons/{name}", "\n\n".join(lessons), it)
+
+        # -- 5. log -----------------------------------------------------------------------------------------
+        ep_returns = rew_buf.sum(1)  # (G, N)
+        entropy = policy.entropy(policy.forward(flat_obs, flat_mask)[0])[choice > 0]
+        row: dict[str, Any] = {
+            "iteration": it + 1,
+            "env_seed": seed,
+            "charts/episodic_return": float(ep_returns.mean()),
+            "charts/rollout_seconds": rollout_time,
+            "charts/iteration_seconds": time.perf_counter() - t0,
+            "losses/policy": float(np.mean(stats["policy"])),
+            "losses/kl": float(np.mean(stats["kl"])),
+            "losses/clipfrac": float(np.mean(stats["clipfrac"])),
+            "losses/grad_norm": float(np.mean(stats["grad_norm"])),
+            "policy/entropy": float(entropy.mean()) if entropy.size else 0.0,
+            "grpo/frac_reward_zero_std": frac_zero_std,
+            "grpo/advantage_std": float(adv.std()),
+        }
+        for k, name in enumerate(group_names):
+            row[f"rewards/{name}/mean"] = float(ep_returns[:, teams == k].mean())
+            eff = eff_buf[:, :, teams == k]
+            for a, a_name in enumerate(ACTION_NAMES):
+                row[f"actions/{name}/{a_name}"] = float((eff == a).mean())
+            row[f"actions/{name}/noop"] = float((eff == 4).mean())
+        if tc.eval_every and (it + 1) % tc.eval_every == 0 and it + 1 < tc.iterations:
+            for name, v in eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)]).items():
+                row[f"eval/{name}/trained"] = v
+        for key, v in row.items():
+            if key not in ("iteration", "env_seed"):
+                writer.add_scalar(key, v, it + 1)
+        writer.add_histogram("grpo/advantages", adv.ravel()[:: max(1, adv.size // 10_000)], it + 1)
+        metrics_file.write(json.dumps(row) + "\n")
+        metrics_file.flush()
+        if tc.checkpoint_every and (it + 1) % tc.checkpoint_every == 0:
+            checkpoint(it + 1)
+
+    checkpoint(tc.iterations)
+
+    # -- final evaluation: trained vs random vs scripted on fresh seeds --------------------------------
+    seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
+    results = {
+        "trained": eval_trained(seeds),
+        "random": evaluate(env, RandomPolicy(), seeds, np.random.default_rng(tc.seed + 2)),
+        "scripted": evaluate(env, ScriptedPolicy(env.groups), seeds, np.random.default_rng(tc.seed + 3)),
+    }
+    for kind, per_group in results.items():
+        for name, v in per_group.items():
+            writer.add_scalar(f"eval/{name}/{kind}", v, tc.iterations)
+    report = {"experiment": cfg.experiment, "seed": tc.seed, "eval_seeds": seeds, "returns": results}
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    print(f"\nEvaluation ({cfg.experiment}, trainer.seed={tc.seed}, {len(seeds)} fresh seeds): mean return per agent")
+    print(f"{'group':<20}{'trained':>10}{'random':>10}{'scripted':>10}")
+    for name in group_names:
+        print(f"{name:<20}" + "".join(f"{results[k][name]:>10.2f}" for k in ("trained", "random", "scripted")))
+    writer.close()
+    metrics_file.close()
+    return report
+
+
+register_configs()
+
+
+@hydra.main(version_base=None, config_path="pkg://conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point: validate the config, then train into the run's output folder."""
+    config = to_config(cfg)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    train(config, out_dir, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+if __name__ == "__main__":
+    main()
