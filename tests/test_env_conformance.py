@@ -109,3 +109,14 @@ def test_reset_without_seed_continues_the_rng() -> None:
     again, _ = ga_env.parallel_env(max_cycles=3).reset(seed=3)
     np.testing.assert_array_equal(first[a]["observation"], again[a]["observation"])
     assert any(not np.array_equal(first[b]["observation"], second[b]["observation"]) for b in env.possible_agents)
+
+
+def test_supersuit_vector_env_in_box_mode() -> None:
+    supersuit = pytest.importorskip("supersuit")
+    vec = supersuit.pettingzoo_env_to_vec_env_v1(ga_env.parallel_env(obs_mode="box", max_agents=6, max_cycles=20))
+    vec = supersuit.concat_vec_envs_v1(vec, 2, num_cpus=0, base_class="gymnasium")
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (12, ga_env.parallel_env(max_agents=6).obs_dim)
+    for _ in range(45):  # crosses two auto-resets
+        obs, rewards, _, _, _ = vec.step(np.random.default_rng(0).integers(0, 4, size=12))
+        assert np.isfinite(obs).all() and rewards.shape == (12,)
