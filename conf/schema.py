@@ -82,7 +82,7 @@ class AgentConfig:
     """Hidden units of the per-group MLP (0 = linear softmax policy)."""
     init_scale: float = 0.01
     """Std of the output layer at initialisation (small: a near-uniform first policy)."""
-    eval_greedy: bool = True
+    eval_greedy: bool = False
     """Evaluate the trained policy by argmax (True) or by sampling (False)."""
 
     def __post_init__(self) -> None:
