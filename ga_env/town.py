@@ -445,6 +445,15 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self._agent_weights = self.weights[self.group_of].T.copy()  # (K, N)
         self._agent_share = self.share[self.group_of]  # (N,)
         self._nonmember = 1.0 - self.members  # (G, N)
+        self._kind_table = np.stack(  # (N, P, 4): is place p agent i's home / task / research / social site
+            [
+                np.arange(p_count)[None, :] == self.home[:, None],
+                self.is_task_site,
+                self.is_research_site,
+                self.is_social_site,
+            ],
+            axis=2,
+        ).astype(np.float32)
         self._other_group = (self.group_of[:, None] != self.group_of[None, :]).astype(np.float64)  # (N, N)
         self._agent_cause = self.has_cause[self.group_of].astype(np.float64)  # (N,)
         d = self.dynamics
@@ -788,14 +797,11 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         nearby = reach.sum(1)
         far = np.where(reach, cheb, 1 << 30)
         self._partner = np.where(nearby > 0, far.argmin(1), -1)
-        at_home = place == self.home
-        at_task = self.is_task_site[ar, place]
-        at_research = self.is_research_site[ar, place]
-        at_social = self.is_social_site[ar, place]
+        here = self._kind_table[ar, place]  # (N, 4) at home / task / research / social site
         mask = np.ones((n, N_ACTIONS), dtype=np.int8)
         mask[:, CHAT] = nearby > 0
-        mask[:, TASK] = at_task | at_home
-        mask[:, RESEARCH] = at_research
+        mask[:, TASK] = here[:, KIND_HOME] + here[:, KIND_TASK] > 0
+        mask[:, RESEARCH] = here[:, KIND_RESEARCH]
         self._mask = mask
 
         gi = self.group_of
@@ -804,24 +810,16 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         nonmembers = np.maximum(n - self.n_members, 1.0)
         community = ((self.aware * self._nonmember).sum(1) / nonmembers)[gi] * cause
         target = self._target
-        kind = np.zeros((n, 4))
-        kind[:, KIND_HOME] = target == self.home
-        kind[:, KIND_TASK] = self.is_task_site[ar, target]
-        kind[:, KIND_RESEARCH] = self.is_research_site[ar, target]
-        kind[:, KIND_SOCIAL] = self.is_social_site[ar, target]
         obs = np.empty((n, self.obs_dim), dtype=np.float32)
         obs[:, 0] = x / max(m.width - 1, 1)
         obs[:, 1] = y / max(m.height - 1, 1)
         obs[:, 2:4] = self._sincos
         obs[:, 4] = night
         obs[:, 5] = self.energy
-        obs[:, 6] = at_home
-        obs[:, 7] = at_task
-        obs[:, 8] = at_research
-        obs[:, 9] = at_social
+        obs[:, 6:10] = here
         obs[:, 10] = place == target
         obs[:, 11] = self.dist[target, self.pos_flat]
-        obs[:, 12:16] = kind
+        obs[:, 12:16] = self._kind_table[ar, target]
         obs[:, 16] = np.minimum(nearby / 5.0, 1.0)
         obs[:, 17] = unaware
         obs[:, 18] = nearby > 0

@@ -60,6 +60,21 @@ def bench_parallel(env: Any, steps: int, repeats: int, seed: int = 0) -> dict[st
     }
 
 
+def bench_arrays(env: ga_env.TownEnv, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """The same through the array fast path (``reset_arrays``/``step_arrays``) that trainers use."""
+    n = len(env.possible_agents)
+    draws = np.random.default_rng(seed).integers(0, 4, (steps, n))
+    best = 0.0
+    for _ in range(repeats):
+        env.reset_arrays(seed)
+        start = time.perf_counter()
+        for t in range(steps):
+            if env.step_arrays(draws[t])[3]:
+                env.reset_arrays()
+        best = max(best, steps * n / (time.perf_counter() - start))
+    return {"agents": n, "agent_steps_per_s": round(best, 1), "env_steps_per_s": round(best / n, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
@@ -68,6 +83,7 @@ def main() -> None:
     out: dict[str, Any] = {"bench": "env", "python": platform.python_version(), "numpy": np.__version__}
     for n in (8, 25):
         out[f"town_{n}"] = bench_parallel(ga_env.parallel_env(max_agents=n), args.steps, args.repeats)
+    out["town_25_arrays"] = bench_arrays(ga_env.parallel_env(), args.steps, args.repeats)
     try:
         from mpe2 import simple_spread_v3
     except ImportError:
