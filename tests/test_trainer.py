@@ -53,9 +53,9 @@ def test_bad_key_and_bad_value_give_clear_errors() -> None:
     with pytest.raises((ConfigCompositionException, ValidationError)) as e:
         _compose(["trainer.iterations=many"])
     assert "iterations" in str(e.value) + str(e.value.__cause__)
-    with pytest.raises(ConfigError, match=r"trainer.scale.*Fix: use one of group, batch, none"):
+    with pytest.raises(ConfigError, match=r"trainer\.scale.*Fix: use one of group, batch, none"):
         _compose(["trainer.scale=median"])
-    with pytest.raises(ConfigError, match="env.dynamics"):
+    with pytest.raises(ConfigError, match=r"env\.dynamics"):
         _compose(["+env.dynamics.spread=0.1"])
 
 
