@@ -138,15 +138,16 @@ class Dynamics:
     """Chebyshev distance (tiles, same place) within which personas can chat."""
     vision_radius: int = 6
     """Chebyshev distance within which a persona perceives others (text observation)."""
-    spread_rate: float = 0.2
-    """Fraction of the remaining unawareness a conversation removes."""
+    spread_rate: float = 0.05
+    """Fraction of the remaining unawareness a conversation removes (slow word of mouth: at 0.2
+    a random policy saturates the town's awareness within a day, so whom to talk to stops mattering)."""
     awareness_decay: float = 0.005
     """Fraction of a non-member's awareness forgotten every step (attention fades)."""
     persuasion: float = 0.8
     """Probability that a conversation moves a listener's awareness at all."""
     advocate_threshold: float = 0.5
     """Awareness at which a non-member starts spreading a cause on."""
-    advocate_strength: float = 0.3
+    advocate_strength: float = 0.1
     """An advocate's persuasiveness relative to a member's."""
     supporter_threshold: float = 0.75
     """Awareness at which a non-member counts as a supporter."""

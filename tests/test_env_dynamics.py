@@ -59,7 +59,7 @@ def test_chat_spreads_awareness_and_builds_relationships() -> None:
         before * (1 - env.dynamics.awareness_decay)
         + env.dynamics.spread_rate * (1 - before * (1 - env.dynamics.awareness_decay))
     )
-    assert gain > 0.15
+    assert gain > 0.5 * env.dynamics.spread_rate
     assert env.relationship[isabel, marco] > 0 and env.relationship[marco, isabel] > 0  # both remember it
     assert rewards[isabel] > rewards[_idx(env, "Theo Ortiz")] > 0  # individual + team share
     assert rewards[marco] > 0  # residents value relationships and conversations
@@ -73,7 +73,7 @@ def test_advocates_spread_a_cause_on() -> None:
     env.aware[0, ana] = 0.0
     _place(env, {"Marco Rossi": _tile(env, "Willow Cafe:kitchen"), "Ana Rossi": _tile(env, "Willow Cafe:kitchen", 1)})
     rewards = _act(env, {"Marco Rossi": CHAT})
-    assert env.aware[0, ana] > 0.05
+    assert env.aware[0, ana] == pytest.approx(env.dynamics.spread_rate * env.dynamics.advocate_strength)
     members = [i for i, p in enumerate(env.personas) if p.group == "artist_collective"]
     assert all(rewards[i] > 0 for i in members)  # credited to the artists' team
 
@@ -221,7 +221,7 @@ def test_campaign_wins_a_supporter_once() -> None:
     env = _env(["campaign_team", "residents"], awareness_decay=0.0)
     grace, ben = _idx(env, "Grace Mendes"), _idx(env, "Ben Carter")
     g = [grp.name for grp in env.groups].index("campaign_team")
-    env.aware[g, ben] = env.dynamics.supporter_threshold - 0.05
+    env.aware[g, ben] = env.dynamics.supporter_threshold - 0.01
     _place(
         env,
         {
