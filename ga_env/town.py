@@ -686,6 +686,13 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self, actions: Mapping[str, Any]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64] | None, npt.NDArray[np.int64] | None]:
         n = len(self.possible_agents)
+        if self.action_mode == "discrete" and type(actions) is dict and list(actions) == self.possible_agents:
+            # Fast path (every agent, in order): one C-level conversion; the dtype says whether all
+            # values are integers, and a uint64 view turns negatives into huge values.
+            vals = list(actions.values())
+            arr = np.array(vals)
+            if arr.dtype == np.int64 and arr.view(np.uint64).max() < N_ACTIONS and bool not in map(type, vals):
+                return arr, None, None
         a = np.full(n, IDLE, dtype=np.int64)
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions must be a dict of agent -> action, got {type(actions).__name__}")
@@ -694,19 +701,6 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             if agent not in index:
                 raise ValueError(f"actions: unknown agent {agent!r}; the agents are {self.agents}")
         if self.action_mode == "discrete":
-            # Fast path: one C-level conversion; the dtype tells whether every value is an integer.
-            vals = list(actions.values())
-            arr = np.array(vals)
-            if (
-                arr.dtype.kind in "iu"
-                and bool not in map(type, vals)
-                and arr.ndim == 1
-                and (len(arr) == 0 or (arr.min() >= 0 and arr.max() < N_ACTIONS))
-            ):
-                if len(arr) == n and list(actions) == self.possible_agents:
-                    return arr.astype(np.int64, copy=False), None, None
-                a[[index[k] for k in actions]] = arr
-                return a, None, None
             for agent, v in actions.items():
                 a[index[agent]] = self._check_action(agent, v)
             return a, None, None
