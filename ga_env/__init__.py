@@ -11,7 +11,7 @@ The env is also registered with PettingZoo: ``pettingzoo.make("parallel", "ga/To
 
 from pettingzoo import register
 
-from ga_env.errors import TownDataError
+from ga_env.errors import ActionError, TownDataError
 from ga_env.maps import TownMap, load_ascii_map, load_map, load_tiled_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_group, load_groups, load_personas
 from ga_env.town import ACTION_NAMES, OBS, OBS_FEATURES, Dynamics, TownEnv, env, parallel_env, raw_env
@@ -21,6 +21,7 @@ __all__ = [
     "OBJECTIVE_TERMS",
     "OBS",
     "OBS_FEATURES",
+    "ActionError",
     "Dynamics",
     "Group",
     "Persona",

@@ -24,3 +24,23 @@ class TownDataError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{self.source}: {field}: {problem}. Fix: {fix}")
+
+
+class ActionError(ValueError):
+    """An action passed to ``step()`` is invalid.
+
+    The message has the shape ``actions[<agent>]: <field>: <problem>. Fix: <fix>``.
+
+    Attributes:
+        agent: The agent whose action is at fault (``"*"`` for the whole dict).
+        field: ``action``, ``target``, ``partner``, ``utterance`` or ``keys``.
+        problem: What is wrong.
+        fix: How to repair it.
+    """
+
+    def __init__(self, agent: str, field: str, problem: str, fix: str) -> None:
+        self.agent = agent
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"actions[{agent!r}]: {field}: {problem}. Fix: {fix}")

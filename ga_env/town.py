@@ -104,7 +104,7 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
-from ga_env.errors import TownDataError
+from ga_env.errors import ActionError, TownDataError
 from ga_env.maps import TownMap, load_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_groups, load_personas
 
@@ -695,11 +695,16 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
                 return arr, None, None
         a = np.full(n, IDLE, dtype=np.int64)
         if not isinstance(actions, Mapping):
-            raise ValueError(f"actions must be a dict of agent -> action, got {type(actions).__name__}")
+            raise ActionError(
+                "*",
+                "actions",
+                f"must be a dict of agent -> action, got {type(actions).__name__}",
+                "pass {agent: action}",
+            )
         index = self.agent_index
         for agent in actions:
             if agent not in index:
-                raise ValueError(f"actions: unknown agent {agent!r}; the agents are {self.agents}")
+                raise ActionError(str(agent), "agent", "is not an agent of this env", f"use agents among {self.agents}")
         if self.action_mode == "discrete":
             for agent, v in actions.items():
                 a[index[agent]] = self._check_action(agent, v)
@@ -711,8 +716,11 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             if isinstance(v, Mapping):
                 unknown = set(v) - {"action", "target", "partner", "utterance"}
                 if unknown or "action" not in v:
-                    raise ValueError(
-                        f"agent {agent!r}: rich action {dict(v)!r} needs key 'action' and only 'target', 'partner', 'utterance' besides"
+                    raise ActionError(
+                        agent,
+                        "keys",
+                        f"rich action has keys {sorted(map(str, v))}",
+                        "give 'action' and optionally 'target', 'partner', 'utterance'",
                     )
                 a[i] = self._check_action(agent, v["action"])
                 if v.get("target") is not None:
@@ -721,7 +729,7 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
                     partners[i] = self._check_index(agent, "partner", v["partner"], n + 1)
                 text = v.get("utterance")
                 if text is not None and not isinstance(text, str):
-                    raise ValueError(f"agent {agent!r}: utterance must be a string, got {type(text).__name__}")
+                    raise ActionError(agent, "utterance", f"must be a string, got {type(text).__name__}", "pass text")
                 self.last_utterance[i] = text[:MAX_UTTERANCE] if text else None
             else:
                 a[i] = self._check_action(agent, v)
@@ -731,15 +739,20 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
     @staticmethod
     def _check_action(agent: str, v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < N_ACTIONS:
-            raise ValueError(
-                f"agent {agent!r}: action {v!r} is not in Discrete(4); use 0 Move, 1 Chat, 2 Task or 3 Research"
+            raise ActionError(
+                agent, "action", f"{v!r:.80} is not in Discrete(4)", "use 0 Move, 1 Chat, 2 Task or 3 Research"
             )
         return int(v)
 
     @staticmethod
     def _check_index(agent: str, key: str, v: Any, size: int) -> int:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) < size:
-            raise ValueError(f"agent {agent!r}: {key} {v!r} is not an index in [0, {size}); {size - 1} means automatic")
+            raise ActionError(
+                agent,
+                key,
+                f"{v!r:.80} is not an index in [0, {size})",
+                f"give an index below {size - 1}, or {size - 1} for automatic",
+            )
         return int(v)
 
     def set_positions(self, xy: npt.ArrayLike) -> None:
