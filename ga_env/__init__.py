@@ -15,6 +15,7 @@ from ga_env.errors import ActionError, TownDataError
 from ga_env.maps import TownMap, load_ascii_map, load_map, load_tiled_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_group, load_groups, load_personas
 from ga_env.town import ACTION_NAMES, OBS, OBS_FEATURES, Dynamics, TownEnv, env, parallel_env, raw_env
+from ga_env.vector import vec_env
 
 __all__ = [
     "ACTION_NAMES",
@@ -37,6 +38,7 @@ __all__ = [
     "load_tiled_map",
     "parallel_env",
     "raw_env",
+    "vec_env",
 ]
 
 register("parallel", "ga/Town-v0", entry_point="ga_env.town:parallel_env", max_cycles=144)
