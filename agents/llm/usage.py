@@ -1,0 +1,160 @@
+"""Usage meter: calls, tokens, estimated cost, cache hits, retries, fallbacks and faults by kind.
+
+One meter per backend, shared by every thread and task that uses it (all updates take a lock).
+An optional spending cap stops new calls once the estimated cost reaches it: the requests then
+get their rule-based fallback, counted as ``spending_cap`` faults, and one warning says how to
+raise the cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("agents.llm")
+
+# USD per million tokens (input, output), list prices of the providers as of 2025; local and
+# self-hosted models cost nothing. Override with llm.price_in_per_mtok / llm.price_out_per_mtok.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "deepseek-chat": (0.27, 1.10),
+    "deepseek-reasoner": (0.55, 2.19),
+}
+
+
+def price_of(model: str) -> tuple[float, float]:
+    """``(input, output)`` USD per million tokens of ``model`` (0 for unknown/local models)."""
+    return PRICES_PER_MTOK.get(model, (0.0, 0.0))
+
+
+@dataclass
+class UsageMeter:
+    """Counts of one backend's use; thread-safe.
+
+    Attributes:
+        price_in_per_mtok: USD per million prompt tokens.
+        price_out_per_mtok: USD per million completion tokens.
+        max_cost_usd: spending cap (None = no cap); reached → no new calls.
+        requests: requests answered (by any means).
+        calls: attempts that reached the backend (retries included, cache hits excluded).
+        prompt_tokens, completion_tokens: as reported by the backend.
+        cached: requests answered from the on-disk cache.
+        retries: attempts after a retryable fault.
+        fallbacks: requests answered by their rule-based fallback.
+        faults: faults by kind (see ``agents.llm.base.FAULT_KINDS``), every attempt counted.
+        fallbacks_by_fault: fallbacks by the kind of the last fault.
+        requests_by_kind: requests by cognition step (``LLMRequest.kind``).
+    """
+
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
+    max_cost_usd: float | None = None
+    requests: int = 0
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: int = 0
+    retries: int = 0
+    fallbacks: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    fallbacks_by_fault: Counter[str] = field(default_factory=Counter)
+    requests_by_kind: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _cap_warned: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def cost_usd(self) -> float:
+        """Estimated spend so far from the token counts and the price table."""
+        return (self.prompt_tokens * self.price_in_per_mtok + self.completion_tokens * self.price_out_per_mtok) / 1e6
+
+    def cap_reached(self) -> bool:
+        """True when the spending cap forbids new calls (warns once, naming the fix)."""
+        if self.max_cost_usd is None or self.cost_usd < self.max_cost_usd:
+            return False
+        with self._lock:
+            if not self._cap_warned:
+                self._cap_warned = True
+                log.warning(
+                    "LLM spending cap reached: estimated $%.4f >= llm.max_cost_usd=$%.4f; new requests get the "
+                    "rule-based fallback. Fix: raise llm.max_cost_usd (or set it to null for no cap)",
+                    self.cost_usd,
+                    self.max_cost_usd,
+                )
+        return True
+
+    def add_request(self, kind: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.requests_by_kind[kind] += 1
+
+    def add_call(self, prompt_tokens: int, completion_tokens: int) -> None:
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+
+    def add_fault(self, kind: str, *, called: bool = True) -> None:
+        with self._lock:
+            self.faults[kind] += 1
+            if called:
+                self.calls += 1
+
+    def add_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def add_cached(self) -> None:
+        with self._lock:
+            self.cached += 1
+
+    def add_fallback(self, fault_kind: str) -> None:
+        with self._lock:
+            self.fallbacks += 1
+            self.fallbacks_by_fault[fault_kind] += 1
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-ready snapshot (the usage report of a run)."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "calls": self.calls,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cost_usd": round(self.cost_usd, 6),
+                "max_cost_usd": self.max_cost_usd,
+                "cached": self.cached,
+                "retries": self.retries,
+                "fallbacks": self.fallbacks,
+                "faults": dict(sorted(self.faults.items())),
+                "fallbacks_by_fault": dict(sorted(self.fallbacks_by_fault.items())),
+                "requests_by_kind": dict(sorted(self.requests_by_kind.items())),
+            }
+
+    def scalars(self, prefix: str = "llm") -> dict[str, float]:
+        """Flat ``{tag: value}`` for TensorBoard (``llm/calls``, ``llm/faults/timeout``...)."""
+        r = self.report()
+        out: dict[str, float] = {
+            f"{prefix}/{k}": float(r[k])
+            for k in ("requests", "calls", "prompt_tokens", "completion_tokens", "cost_usd", "cached", "retries")
+        }
+        out[f"{prefix}/fallbacks"] = float(r["fallbacks"])
+        for kind, n in r["faults"].items():
+            out[f"{prefix}/faults/{kind}"] = float(n)
+        return out
+
+    def summary(self) -> str:
+        """One readable line."""
+        r = self.report()
+        faults = ", ".join(f"{k}={v}" for k, v in r["faults"].items()) or "none"
+        return (
+            f"{r['requests']} requests, {r['calls']} calls, {r['cached']} cached, {r['retries']} retries, "
+            f"{r['fallbacks']} fallbacks; tokens {r['prompt_tokens']} in / {r['completion_tokens']} out; "
+            f"~${r['cost_usd']:.4f}; faults: {faults}"
+        )
