@@ -235,6 +235,36 @@ def parallel_env(**kwargs: Any) -> TownEnv:
     return TownEnv(**kwargs)
 
 
+class _EpisodeArray:
+    """A per-episode array of the env's one-episode core, read and written through (``core.<name>[0]``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj._core, self.name)[0]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        getattr(obj._core, self.name)[0] = value
+
+
+class _Shared:
+    """A quantity the core shares across its episodes (the clock), read and written through."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj._core, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj._core, self.name, value)
+
+
 class TownEnv(ParallelEnv):  # type: ignore[misc]
     """The town as a PettingZoo ParallelEnv (see the module docstring)."""
 
@@ -244,6 +274,33 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         "is_parallelizable": True,
         "render_fps": 4,
     }
+
+    # Episode state lives in a one-episode ga_env.batched.BatchedTownEnv (the dynamics); these
+    # names read and write its arrays, so ``env.energy[i] = 0.3`` still edits the live state.
+    pos_flat = _EpisodeArray("pos_flat")  # (N,) flat tile index y * W + x
+    energy = _EpisodeArray("energy")  # (N,)
+    aware = _EpisodeArray("aware")  # (G, N) awareness of each group's cause
+    supporter = _EpisodeArray("supporter")  # (G, N) non-members won over (counted once)
+    relationship = _EpisodeArray("relationship")  # (N, N)
+    trace = _EpisodeArray("trace")  # (N,) collaboration trace
+    itinerary_idx = _EpisodeArray("itinerary_idx")  # (N,)
+    override = _EpisodeArray("override")  # (N,) rich-mode target, -1 = none
+    group_progress = _EpisodeArray("group_progress")  # (G,)
+    group_knowledge = _EpisodeArray("group_knowledge")  # (G,)
+    last_action = _EpisodeArray("last_action")  # (N,) effective action of the last step (4 = no-op)
+    last_partner = _EpisodeArray("last_partner")  # (N,) -1 = none
+    episode_terms = _EpisodeArray("episode_terms")  # (K, G) team totals
+    episode_rewards = _EpisodeArray("episode_rewards")  # (N,)
+    action_counts = _EpisodeArray("action_counts")  # (N, 5)
+    _place = _EpisodeArray("place")
+    _target = _EpisodeArray("target")
+    _cheb = _EpisodeArray("cheb")
+    _reach = _EpisodeArray("reach")
+    _partner = _EpisodeArray("partner")
+    _mask = _EpisodeArray("mask")
+    _obs = _EpisodeArray("obs")
+    _t = _Shared("t")
+    _night = _Shared("night")
 
     def __init__(
         self,
@@ -371,7 +428,9 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             self._act_space = gymnasium.spaces.Discrete(N_ACTIONS)
         self.state_space = gymnasium.spaces.Box(-1.0, 1.0, (n * self.obs_dim + g * n,), np.float32)
         self.np_random, self.np_random_seed = seeding.np_random()
-        self._t = 0
+        from ga_env.batched import BatchedTownEnv  # the dynamics: one implementation for E = 1 and E = G
+
+        self._core = BatchedTownEnv(self, 1)
         self._ready = False
 
     def _build_tables(self, personas_path: Path) -> None:
@@ -512,35 +571,12 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         """Reset and return ``(obs (N, D), action_mask (N, 4))`` without building dicts."""
         if seed is not None:
             self.np_random, self.np_random_seed = seeding.np_random(seed)
-        rng = self.np_random
-        n, g = len(self.personas), len(self.groups)
-        w = self.town_map.width
-        self._t = 0
-        pos = self.spawn.copy()
-        for i in np.nonzero(pos[:, 0] < 0)[0]:
-            tiles = self.home_tiles[i]
-            pos[i] = tiles[rng.integers(len(tiles))]
-        self.pos_flat = pos[:, 1] * w + pos[:, 0]  # (N,)
-        self.energy = rng.uniform(0.8, 1.0, n)  # (N,)
-        self.aware = np.where(self.has_cause[:, None], rng.uniform(0.0, 0.1, (g, n)), 0.0)  # (G, N)
-        self.aware = np.maximum(self.aware, self.members * self.has_cause[:, None])
-        self.supporter = np.zeros((g, n), dtype=bool)  # (G, N) non-members won over (counted once)
-        self.relationship = np.zeros((n, n))  # (N, N)
-        self.trace = np.zeros(n)
-        self.itinerary_idx = np.zeros(n, dtype=np.int64)
-        self.override = np.full(n, -1, dtype=np.int64)
-        self.group_progress = np.zeros(g)
-        self.group_knowledge = np.zeros(g)
-        self.last_action = np.full(n, IDLE, dtype=np.int64)
-        self.last_partner = np.full(n, -1, dtype=np.int64)
+        n = len(self.personas)
+        obs, mask = self._core.reset_arrays(rngs=[self.np_random])
         self.last_utterance: list[str | None] = [None] * n
         self.inbox: list[list[tuple[int, str]]] = [[] for _ in range(n)]
-        self.episode_terms = np.zeros((len(OBJECTIVE_TERMS), g))  # (K, G) team totals
-        self.episode_rewards = np.zeros(n)
-        self.action_counts = np.zeros((n, N_ACTIONS + 1), dtype=np.int64)
-        self._refresh()
         self._ready = True
-        return self._obs, self._mask
+        return obs[0], mask[0]
 
     # -- step ---------------------------------------------------------------------------------
     def step(
@@ -574,113 +610,14 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         Returns:
             ``(obs (N, D), action_mask (N, 4), rewards (N,), truncated)``.
         """
-        d = self.dynamics
-        n, g = len(self.personas), len(self.groups)
-        ar = self._ar
-        night = self._night
-        # A masked (impossible) action is a no-op.
-        eff = np.where(self._mask[ar, np.minimum(actions, RESEARCH)] & (actions < IDLE), actions, IDLE)  # (N,)
-        place = self.place_flat[self.pos_flat]  # (N,)
-        factor = self.energy * (d.night_factor if night else 1.0)  # (N,)
-        q = np.zeros((len(OBJECTIVE_TERMS), n))  # (K, N) individual contributions
-        pool = np.zeros((len(OBJECTIVE_TERMS), g))  # (K, G) contributions by non-members
-
-        # -- rich-mode overrides (targets persist until changed) --
-        if targets is not None:
-            given = targets >= 0
-            self.override[given] = np.where(targets[given] < self.town_map.n_places, targets[given], -1)
-        partner = self._partner.copy()
-        if partners is not None:
-            ok = (partners >= 0) & (partners < n)
-            ok[ok] &= self._reach[ar[ok], partners[ok]]
-            partner[ok] = partners[ok]
-
-        # -- chat: exchange of causes and relationships --
-        chatting = (eff == CHAT) & (partner >= 0)
-        talk = np.zeros((n, n))  # (N, N) symmetric: who talked with whom
-        talk[ar[chatting], partner[chatting]] = 1.0
-        talk = np.maximum(talk, talk.T)
-        talked = talk.any(1)
-        nonmember = self._nonmember  # (G, N)
-        if d.awareness_decay:
-            self.aware -= d.awareness_decay * self.aware * nonmember
-        if talked.any():
-            advocates = (self.aware >= d.advocate_threshold) * nonmember * d.advocate_strength
-            speak = (self.members + advocates) * self.has_cause[:, None]  # (G, N) persuasiveness
-            influence = speak @ talk  # (G, N) summed over each listener's speakers
-            success = self.np_random.random((g, n)) < d.persuasion
-            old = self.aware
-            gain = d.spread_rate * np.minimum(influence, 1.0) * (1.0 - old) * success * nonmember  # (G, N)
-            self.aware = old + gain
-            newly = ~self.supporter & (self.aware >= d.supporter_threshold) & (nonmember > 0)  # won once
-            self.supporter |= newly
-            safe = np.where(influence > 0, influence, 1.0)
-            # Credit each speaker in proportion to its share of the listener's influence.
-            credit_aw = speak * ((gain / safe) @ talk)  # (G, N)
-            credit_sup = speak * ((newly / safe) @ talk)
-            q[TERM["awareness"]] = credit_aw[self.group_of, ar]
-            q[TERM["supporters"]] = credit_sup[self.group_of, ar]
-            pool[TERM["awareness"]] = (credit_aw * nonmember).sum(1)
-            pool[TERM["supporters"]] = (credit_sup * nonmember).sum(1)
-            rel_gain = d.relationship_rate * (1.0 - self.relationship) * talk
-            self.relationship += rel_gain
-            q[TERM["relationships"]] = rel_gain.sum(1)
-            q[TERM["conversations"]] = talk.sum(1)
-        self.trace = d.trace_decay * self.trace + (1.0 - d.trace_decay) * talked
-
-        # -- task: work at a task site, or rest at home --
-        tasking = eff == TASK
-        at_home = place == self.home
-        resting = tasking & at_home
-        working = tasking & ~at_home
-        q[TERM["task_progress"]] = working * d.task_rate * factor
-        rest = resting * (d.rest_gain_night if night else d.rest_gain_day)
-        rest = np.minimum(rest, 1.0 - self.energy)
-        q[TERM["rest"]] = rest
-
-        # -- research: more with colleagues at the same place and after conversations --
-        researching = eff == RESEARCH
-        if researching.any():
-            key = self.group_of * self.town_map.n_places + place
-            colleagues = np.bincount(key[researching], minlength=g * self.town_map.n_places)[key] - 1
-            bonus = 1.0 + d.collab_bonus * np.minimum(colleagues, 4) + d.chat_trace_bonus * self.trace
-            q[TERM["knowledge"]] = researching * d.research_rate * factor * bonus
-
-        # -- energy --
-        cost = self._cost[eff]
-        energy = self.energy - cost - d.energy_drain + rest
-        self.energy = np.minimum(np.maximum(energy, 0.0, out=energy), 1.0, out=energy)
-
-        # -- move: along the cached shortest-path field toward the target --
-        moving = eff == MOVE
-        if moving.any():
-            arrived = moving & (place == self._target) & (self.override < 0) & (not night)
-            self.itinerary_idx = np.where(arrived, (self.itinerary_idx + 1) % self.itinerary_len, self.itinerary_idx)
-            target = self._targets(night)[moving]
-            pos = self.pos_flat[moving]
-            for _ in range(d.move_speed):
-                pos = self.hop[target, pos]
-            self.pos_flat[moving] = pos
-
-        # -- rewards: weighted terms, individual share + team share --
-        by_members = q @ self.members.T  # (K, G)
-        team = by_members + pool
-        r_ind = (self._agent_weights * q).sum(0)  # (N,)
-        r_team = (self.weights * by_members.T).sum(1) / self.n_members  # (G,)
-        r_pool = (self.weights * pool.T).sum(1) / self.n_members  # (G,) advocates' spread: team only
-        s = self._agent_share
-        rewards = s * r_ind + ((1.0 - self.share) * r_team + r_pool)[self.group_of]  # (N,) sums to weights . team
-        self.group_progress += team[TERM["task_progress"]]
-        self.group_knowledge += team[TERM["knowledge"]]
-        self.episode_terms += team
-        self.episode_rewards += rewards
-        self.action_counts[ar, eff] += 1
-        self.last_action = eff
-        self.last_partner = np.where(chatting, partner, -1)
-
-        self._t += 1
-        self._refresh()
-        return self._obs, self._mask, rewards, self._t >= self.max_cycles
+        core = self._core
+        core.rngs[0] = self.np_random  # honour a generator replaced since reset
+        obs, mask, rewards, truncated = core.step_arrays(
+            actions,
+            targets=None if targets is None else targets[None],
+            partners=None if partners is None else partners[None],
+        )
+        return obs[0], mask[0], rewards[0], truncated
 
     def _parse_actions(
         self, actions: Mapping[str, Any]
@@ -772,74 +709,9 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self._refresh()
 
     # -- derived quantities ----------------------------------------------------------------------
-    def _clock(self) -> None:
-        """Time of day for this step, from a per-minute-of-day table (datetime is slow in the hot path)."""
-        now = self.now
-        minute = now.hour * 60 + now.minute
-        self._night = bool(self._night_by_minute[minute])
-        self._sincos = self._sincos_by_minute[minute]
-
-    def _targets(self, night: bool) -> npt.NDArray[np.int64]:
-        if night:
-            auto = self.home
-        else:
-            auto = self.itinerary[np.arange(len(self.personas)), self.itinerary_idx]
-        return np.where(self.override >= 0, self.override, auto)
-
     def _refresh(self) -> None:
         """Recompute targets, chat partners, the action mask and observations after a change."""
-        d, m = self.dynamics, self.town_map
-        n, g = len(self.personas), len(self.groups)
-        ar = self._ar
-        self._clock()
-        night = self._night
-        place = self.place_flat[self.pos_flat]
-        self._place = place
-        self._target = self._targets(night)
-        x, y = self.pos_flat % m.width, self.pos_flat // m.width
-        cheb = np.maximum(np.abs(x[:, None] - x[None, :]), np.abs(y[:, None] - y[None, :]))  # (N, N)
-        self._cheb = cheb
-        reach = (cheb <= d.chat_radius) & (place[:, None] == place[None, :])
-        np.fill_diagonal(reach, False)
-        self._reach = reach
-        nearby = reach.sum(1)
-        far = np.where(reach, cheb, 1 << 30)
-        self._partner = np.where(nearby > 0, far.argmin(1), -1)
-        here = self._kind_table[ar, place]  # (N, 4) at home / task / research / social site
-        mask = np.ones((n, N_ACTIONS), dtype=np.int8)
-        mask[:, CHAT] = nearby > 0
-        mask[:, TASK] = here[:, KIND_HOME] + here[:, KIND_TASK] > 0
-        mask[:, RESEARCH] = here[:, KIND_RESEARCH]
-        self._mask = mask
-
-        gi = self.group_of
-        cause = self._agent_cause
-        unaware = (reach * self._other_group * (1.0 - self.aware[gi])).sum(1) / np.maximum(nearby, 1) * cause
-        nonmembers = np.maximum(n - self.n_members, 1.0)
-        community = ((self.aware * self._nonmember).sum(1) / nonmembers)[gi] * cause
-        target = self._target
-        obs = np.empty((n, self.obs_dim), dtype=np.float32)
-        obs[:, 0] = x / max(m.width - 1, 1)
-        obs[:, 1] = y / max(m.height - 1, 1)
-        obs[:, 2:4] = self._sincos
-        obs[:, 4] = night
-        obs[:, 5] = self.energy
-        obs[:, 6:10] = here
-        obs[:, 10] = place == target
-        obs[:, 11] = self.dist[target, self.pos_flat]
-        obs[:, 12:16] = self._kind_table[ar, target]
-        obs[:, 16] = np.minimum(nearby / 5.0, 1.0)
-        obs[:, 17] = unaware
-        obs[:, 18] = nearby > 0
-        obs[:, 19] = np.tanh(self.group_progress / (5.0 * self.n_members))[gi]
-        obs[:, 20] = np.tanh(self.group_knowledge / (5.0 * self.n_members))[gi]
-        obs[:, 21] = community
-        obs[:, 22] = self.trace
-        obs[:, 23] = min(self._t / self.max_cycles, 1.0)
-        obs[:, BASE_OBS_DIM : BASE_OBS_DIM + g] = 0.0
-        obs[ar, BASE_OBS_DIM + gi] = 1.0
-        obs[:, BASE_OBS_DIM + g :] = self.aware.T
-        self._obs = obs
+        self._core.refresh()
 
     def _obs_dict(self, obs: npt.NDArray[np.float32]) -> dict[str, Any]:
         if self.obs_mode == "box":

@@ -1,0 +1,371 @@
+"""E copies of the town stepped as one NumPy program: the dynamics on ``(E, N, ...)`` arrays.
+
+This module holds the town's only implementation of the dynamics and rewards.
+:class:`ga_env.TownEnv` runs it with ``E = 1``; a GRPO trainer runs the G rollouts of a group
+with ``E = G`` (``BatchedTownEnv(env, G)``), so that one step of all G episodes costs about as
+many NumPy calls as one step of a single env. Both therefore give the same trajectories for the
+same seeds, bit for bit: episode ``e`` draws its randomness (spawn tiles, initial energy and
+awareness, persuasion) from its own generator ``rngs[e]``, in the same order as a single env
+seeded alike would.
+
+Usage::
+
+    env = ga_env.parallel_env(obs_mode="box")
+    batch = BatchedTownEnv(env, 16)
+    obs, mask = batch.reset_arrays(seed=0)            # (E, N, D), (E, N, 4); all from seed 0
+    while True:
+        obs, mask, rewards, done = batch.step_arrays(actions)   # actions (E, N), rewards (E, N)
+        if done:
+            break
+
+``reset_arrays(seed)`` seeds every episode alike (the GRPO group); ``reset_arrays(seeds=[...])``
+one seed per episode; ``reset_arrays(rngs=[...])`` takes the generators themselves. All episodes
+share the clock (they advance in lockstep). The per-episode state (``energy``, ``aware``,
+``episode_rewards``...) is public, with the leading axis ``E``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from gymnasium.utils import seeding
+
+from ga_env.personas import OBJECTIVE_TERMS
+from ga_env.town import (
+    BASE_OBS_DIM,
+    CHAT,
+    IDLE,
+    KIND_HOME,
+    KIND_RESEARCH,
+    KIND_TASK,
+    MOVE,
+    N_ACTIONS,
+    RESEARCH,
+    TASK,
+    TERM,
+)
+
+if TYPE_CHECKING:
+    from ga_env.town import TownEnv
+
+__all__ = ["BatchedTownEnv"]
+
+Float = npt.NDArray[np.float64]
+Int = npt.NDArray[np.int64]
+AW, SUP, REL, CONV = TERM["awareness"], TERM["supporters"], TERM["relationships"], TERM["conversations"]
+TASK_P, KNOW, REST = TERM["task_progress"], TERM["knowledge"], TERM["rest"]
+
+
+class BatchedTownEnv:
+    """``num_envs`` episodes of ``env``'s town, stepped together on ``(E, N, ...)`` arrays.
+
+    Args:
+        env: the town (its map, personas, groups, dynamics and episode length are used; its own
+            episode state is not touched).
+        num_envs: ``E``, the number of episodes.
+    """
+
+    def __init__(self, env: TownEnv, num_envs: int) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r} must be a positive integer")
+        self.base = env
+        self.num_envs = num_envs
+        self.num_agents = len(env.personas)
+        self.max_cycles = env.max_cycles
+        self.obs_dim = env.obs_dim
+        self.rngs: list[np.random.Generator] = []
+        self.t = 0
+        self.night = False
+        self.sincos: Float = np.zeros(2)
+        self._e = np.arange(num_envs)[:, None]  # (E, 1) row index for fancy indexing
+        self._rows = np.arange(num_envs * self.num_agents)  # (E * N,)
+        start = env.start_time
+        self._start_minute = start.hour * 60 + start.minute
+        self._ready = False
+
+    # -- reset --------------------------------------------------------------------------------------
+    def reset_arrays(
+        self,
+        seed: int | None = None,
+        *,
+        seeds: Sequence[int] | None = None,
+        rngs: Sequence[np.random.Generator] | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8]]:
+        """Start new episodes; returns ``(obs (E, N, D), action_mask (E, N, 4))``.
+
+        Args:
+            seed: seed of every episode (they start from the same state).
+            seeds: one seed per episode.
+            rngs: one generator per episode (used as they are, e.g. a ``TownEnv``'s ``np_random``).
+                With none of the three, the generators of the previous episode go on.
+        """
+        e = self.num_envs
+        if sum(x is not None for x in (seed, seeds, rngs)) > 1:
+            raise ValueError("reset_arrays: give at most one of seed, seeds, rngs")
+        if seed is not None:
+            seeds = [seed] * e
+        if seeds is not None:
+            rngs = [seeding.np_random(int(s))[0] for s in seeds]
+        if rngs is not None:
+            if len(rngs) != e:
+                raise ValueError(f"reset_arrays: {len(rngs)} generators for {e} envs")
+            self.rngs = list(rngs)
+        elif not self.rngs:
+            self.rngs = [seeding.np_random()[0] for _ in range(e)]
+        b = self.base
+        n, g, k = self.num_agents, len(b.groups), len(OBJECTIVE_TERMS)
+        w = b.town_map.width
+        pos = np.empty((e, n), dtype=np.int64)
+        self.energy: Float = np.empty((e, n))  # (E, N)
+        self.aware: Float = np.empty((e, g, n))  # (E, G, N) awareness of each group's cause
+        for i, rng in enumerate(self.rngs):  # per episode, in the single env's order of draws
+            xy = b.spawn.copy()
+            for j in np.nonzero(xy[:, 0] < 0)[0]:
+                tiles = b.home_tiles[j]
+                xy[j] = tiles[rng.integers(len(tiles))]
+            pos[i] = xy[:, 1] * w + xy[:, 0]
+            self.energy[i] = rng.uniform(0.8, 1.0, n)
+            aware = np.where(b.has_cause[:, None], rng.uniform(0.0, 0.1, (g, n)), 0.0)
+            self.aware[i] = np.maximum(aware, b.members * b.has_cause[:, None])
+        self.t = 0
+        self.pos_flat: Int = pos  # (E, N) flat tile index y * W + x
+        self.supporter = np.zeros((e, g, n), dtype=bool)  # (E, G, N) non-members won over (counted once)
+        self.relationship: Float = np.zeros((e, n, n))  # (E, N, N)
+        self.trace: Float = np.zeros((e, n))  # (E, N) collaboration trace
+        self.itinerary_idx: Int = np.zeros((e, n), dtype=np.int64)
+        self.override: Int = np.full((e, n), -1, dtype=np.int64)  # (E, N) rich-mode target, -1 = none
+        self.group_progress: Float = np.zeros((e, g))
+        self.group_knowledge: Float = np.zeros((e, g))
+        self.last_action: Int = np.full((e, n), IDLE, dtype=np.int64)
+        self.last_partner: Int = np.full((e, n), -1, dtype=np.int64)
+        self.episode_terms: Float = np.zeros((e, k, g))  # (E, K, G) team totals
+        self.episode_rewards: Float = np.zeros((e, n))
+        self.action_counts: Int = np.zeros((e, n, N_ACTIONS + 1), dtype=np.int64)
+        self.refresh()
+        self._ready = True
+        return self.obs, self.mask
+
+    # -- step ---------------------------------------------------------------------------------------
+    def step_arrays(
+        self,
+        actions: npt.ArrayLike,
+        *,
+        targets: Int | None = None,
+        partners: Int | None = None,
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int8], Float, bool]:
+        """Advance every episode one step from ``(E, N)`` actions (4 = idle); no validation.
+
+        Args:
+            actions: ``(E, N)`` ints in ``[0, 4]``.
+            targets: ``(E, N)`` rich-mode Move targets (place index; ``-1`` keep, ``n_places`` automatic).
+            partners: ``(E, N)`` rich-mode chat partners (agent index; ``-1``/``N`` nearest).
+
+        Returns:
+            ``(obs (E, N, D), action_mask (E, N, 4), rewards (E, N), truncated)``.
+        """
+        if not self._ready:
+            raise RuntimeError("step_arrays() called before reset_arrays()")
+        b = self.base
+        d = b.dynamics
+        n, g, p_count = self.num_agents, len(b.groups), b.town_map.n_places
+        ar, ee = b._ar, self._e
+        e = self.num_envs
+        night = self.night
+        actions = np.asarray(actions, dtype=np.int64).reshape(e, n)
+        # A masked (impossible) action is a no-op.
+        allowed = self.mask.reshape(e * n, N_ACTIONS)[self._rows, np.minimum(actions, RESEARCH).ravel()]
+        eff = np.where(allowed.reshape(e, n) & (actions < IDLE), actions, IDLE)  # (E, N)
+        place = b.place_flat[self.pos_flat]  # (E, N)
+        factor = self.energy * (d.night_factor if night else 1.0)  # (E, N)
+        q = np.zeros((e, len(OBJECTIVE_TERMS), n))  # (E, K, N) individual contributions
+        pool = np.zeros((e, len(OBJECTIVE_TERMS), g))  # (E, K, G) contributions by non-members
+
+        # -- rich-mode overrides (targets persist until changed) --
+        if targets is not None:
+            given = targets >= 0
+            self.override[given] = np.where(targets[given] < p_count, targets[given], -1)
+        partner = self.partner.copy()
+        if partners is not None:
+            ok = (partners >= 0) & (partners < n)
+            ei, ai = np.nonzero(ok)
+            ok[ei, ai] = self.reach[ei, ai, partners[ei, ai]]
+            partner[ok] = partners[ok]
+
+        # -- chat: exchange of causes and relationships --
+        chatting = (eff == CHAT) & (partner >= 0)  # (E, N)
+        talk = np.zeros((e, n, n))  # (E, N, N) symmetric: who talked with whom
+        ei, ai = np.nonzero(chatting)
+        talk[ei, ai, partner[ei, ai]] = 1.0
+        talk = np.maximum(talk, talk.transpose(0, 2, 1))
+        talked = talk.any(2)  # (E, N)
+        nonmember = b._nonmember  # (G, N)
+        if d.awareness_decay:
+            self.aware -= d.awareness_decay * self.aware * nonmember
+        has_talk = np.any(talked, axis=1)  # (E,)
+        episodes = np.flatnonzero(has_talk)  # episodes with at least one conversation
+        if len(episodes):
+            advocates = (self.aware >= d.advocate_threshold) * nonmember * d.advocate_strength
+            speak = (b.members + advocates) * b.has_cause[:, None]  # (E, G, N) persuasiveness
+            influence = speak @ talk  # (E, G, N) summed over each listener's speakers
+            success = np.zeros((e, g, n), dtype=bool)
+            for i in episodes:  # each episode's own generator, drawn only when it has conversations
+                success[i] = self.rngs[i].random((g, n)) < d.persuasion
+            old = self.aware
+            gain = d.spread_rate * np.minimum(influence, 1.0) * (1.0 - old) * success * nonmember  # (E, G, N)
+            self.aware = old + gain
+            newly = ~self.supporter & (self.aware >= d.supporter_threshold) & (nonmember > 0)  # won once
+            if len(episodes) < e:
+                newly[~has_talk] = False  # as a single env, which skips this block without conversations
+            self.supporter |= newly
+            safe = np.where(influence > 0, influence, 1.0)
+            # Credit each speaker in proportion to its share of the listener's influence.
+            credit_aw = speak * ((gain / safe) @ talk)  # (E, G, N)
+            credit_sup = speak * ((newly / safe) @ talk)
+            q[:, AW] = credit_aw[:, b.group_of, ar]
+            q[:, SUP] = credit_sup[:, b.group_of, ar]
+            pool[:, AW] = (credit_aw * nonmember).sum(2)
+            pool[:, SUP] = (credit_sup * nonmember).sum(2)
+            rel_gain = d.relationship_rate * (1.0 - self.relationship) * talk
+            self.relationship += rel_gain
+            q[:, REL] = rel_gain.sum(2)
+            q[:, CONV] = talk.sum(2)
+        self.trace = d.trace_decay * self.trace + (1.0 - d.trace_decay) * talked
+
+        # -- task: work at a task site, or rest at home --
+        tasking = eff == TASK
+        at_home = place == b.home
+        resting = tasking & at_home
+        working = tasking & ~at_home
+        q[:, TASK_P] = working * d.task_rate * factor
+        rest = resting * (d.rest_gain_night if night else d.rest_gain_day)
+        rest = np.minimum(rest, 1.0 - self.energy)
+        q[:, REST] = rest
+
+        # -- research: more with colleagues at the same place and after conversations --
+        researching = eff == RESEARCH
+        if researching.any():
+            key = ee * (g * p_count) + b.group_of * p_count + place  # (E, N) episode, group, place
+            colleagues = np.bincount(key[researching], minlength=e * g * p_count)[key] - 1
+            bonus = 1.0 + d.collab_bonus * np.minimum(colleagues, 4) + d.chat_trace_bonus * self.trace
+            q[:, KNOW] = researching * d.research_rate * factor * bonus
+
+        # -- energy --
+        cost = b._cost[eff]
+        energy = self.energy - cost - d.energy_drain + rest
+        self.energy = np.minimum(np.maximum(energy, 0.0, out=energy), 1.0, out=energy)
+
+        # -- move: along the cached shortest-path field toward the target --
+        moving = eff == MOVE
+        if moving.any():
+            arrived = moving & (place == self.target) & (self.override < 0) & (not night)
+            self.itinerary_idx = np.where(arrived, (self.itinerary_idx + 1) % b.itinerary_len, self.itinerary_idx)
+            target = self._targets(night)[moving]
+            pos = self.pos_flat[moving]
+            for _ in range(d.move_speed):
+                pos = b.hop[target, pos]
+            self.pos_flat[moving] = pos
+
+        # -- rewards: weighted terms, individual share + team share --
+        by_members = q @ b.members.T  # (E, K, G)
+        team = by_members + pool
+        r_ind = (b._agent_weights * q).sum(1)  # (E, N)
+        r_team = (b.weights * by_members.transpose(0, 2, 1)).sum(2) / b.n_members  # (E, G)
+        r_pool = (b.weights * pool.transpose(0, 2, 1)).sum(2) / b.n_members  # (E, G) advocates' spread: team only
+        s = b._agent_share
+        rewards = s * r_ind + ((1.0 - b.share) * r_team + r_pool)[:, b.group_of]  # (E, N)
+        self.group_progress += team[:, TASK_P]
+        self.group_knowledge += team[:, KNOW]
+        self.episode_terms += team
+        self.episode_rewards += rewards
+        self.action_counts[ee, ar, eff] += 1
+        self.last_action = eff
+        self.last_partner = np.where(chatting, partner, -1)
+
+        self.t += 1
+        self.refresh()
+        return self.obs, self.mask, rewards, self.t >= self.max_cycles
+
+    # -- derived quantities ----------------------------------------------------------------------
+    @property
+    def current_places(self) -> Int:
+        """``(E, N)`` index (into ``places``) of each agent's current place."""
+        return self.place.copy()
+
+    @property
+    def current_targets(self) -> Int:
+        """``(E, N)`` index of each agent's current Move target."""
+        return self.target.copy()
+
+    def _targets(self, night: bool) -> Int:
+        b = self.base
+        auto = b.home[None, :] if night else b.itinerary[b._ar, self.itinerary_idx]
+        return np.where(self.override >= 0, self.override, auto)
+
+    def refresh(self) -> None:
+        """Recompute the clock, targets, chat partners, action masks and observations after a change."""
+        b = self.base
+        d, m = b.dynamics, b.town_map
+        e, n, g = self.num_envs, self.num_agents, len(b.groups)
+        ar = b._ar
+        minute = (self._start_minute + b.stride * self.t) % 1440  # datetime is slow in the hot path
+        self.night = night = bool(b._night_by_minute[minute])
+        self.sincos = b._sincos_by_minute[minute]
+        place = b.place_flat[self.pos_flat]  # (E, N)
+        self.place = place
+        self.target = self._targets(night)
+        x, y = self.pos_flat % m.width, self.pos_flat // m.width
+        cheb = np.maximum(np.abs(x[:, :, None] - x[:, None, :]), np.abs(y[:, :, None] - y[:, None, :]))  # (E, N, N)
+        self.cheb = cheb
+        reach = (cheb <= d.chat_radius) & (place[:, :, None] == place[:, None, :])
+        reach[:, ar, ar] = False
+        self.reach = reach
+        nearby = reach.sum(2)  # (E, N)
+        far = np.where(reach, cheb, 1 << 30)
+        self.partner = np.where(nearby > 0, far.argmin(2), -1)
+        here = b._kind_table[ar, place]  # (E, N, 4) at home / task / research / social site
+        mask = np.ones((e, n, N_ACTIONS), dtype=np.int8)
+        mask[:, :, CHAT] = nearby > 0
+        mask[:, :, TASK] = here[:, :, KIND_HOME] + here[:, :, KIND_TASK] > 0
+        mask[:, :, RESEARCH] = here[:, :, KIND_RESEARCH]
+        self.mask = mask
+
+        gi = b.group_of
+        cause = b._agent_cause
+        unaware = (reach * b._other_group * (1.0 - self.aware[:, gi])).sum(2) / np.maximum(nearby, 1) * cause
+        nonmembers = np.maximum(n - b.n_members, 1.0)
+        community = ((self.aware * b._nonmember).sum(2) / nonmembers)[:, gi] * cause
+        target = self.target
+        obs = np.empty((e, n, self.obs_dim), dtype=np.float32)
+        obs[..., 0] = x / max(m.width - 1, 1)
+        obs[..., 1] = y / max(m.height - 1, 1)
+        obs[..., 2:4] = self.sincos
+        obs[..., 4] = night
+        obs[..., 5] = self.energy
+        obs[..., 6:10] = here
+        obs[..., 10] = place == target
+        obs[..., 11] = b.dist[target, self.pos_flat]
+        obs[..., 12:16] = b._kind_table[ar, target]
+        obs[..., 16] = np.minimum(nearby / 5.0, 1.0)
+        obs[..., 17] = unaware
+        obs[..., 18] = nearby > 0
+        obs[..., 19] = np.tanh(self.group_progress / (5.0 * b.n_members))[:, gi]
+        obs[..., 20] = np.tanh(self.group_knowledge / (5.0 * b.n_members))[:, gi]
+        obs[..., 21] = community
+        obs[..., 22] = self.trace
+        obs[..., 23] = min(self.t / self.max_cycles, 1.0)
+        obs[..., BASE_OBS_DIM : BASE_OBS_DIM + g] = 0.0
+        obs[:, ar, BASE_OBS_DIM + gi] = 1.0
+        obs[..., BASE_OBS_DIM + g :] = self.aware.transpose(0, 2, 1)
+        self.obs = obs
+
+    def state(self) -> npt.NDArray[np.float32]:
+        """``(E, S)`` global states (each episode's ``TownEnv.state()``)."""
+        e = self.num_envs
+        return np.concatenate([self.obs.reshape(e, -1), self.aware.reshape(e, -1).astype(np.float32)], axis=1)
+
+    def __repr__(self) -> str:
+        info: dict[str, Any] = {"num_envs": self.num_envs, "agents": self.num_agents, "t": self.t}
+        return f"BatchedTownEnv({', '.join(f'{k}={v}' for k, v in info.items())})"
