@@ -1,0 +1,29 @@
+"""Retrieve for a cognition step: focal points → the persona's most relevant memories, as quoted text.
+
+The scoring itself (recency, importance, relevance, task resonance) lives in
+:meth:`agents.memory.MemoryStream.retrieve`, vectorised over memories and focal points.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from agents.cognition.prompts import numbered
+from agents.memory import MemoryNode, MemoryStream
+
+
+def retrieve_lines(
+    memory: MemoryStream, focal_points: Sequence[str], now: dt.datetime, *, task: str, k: int
+) -> tuple[list[MemoryNode], str]:
+    """The ``k`` best memories over all focal points (deduplicated, best first) and their quoted list."""
+    if not focal_points:
+        return [], numbered([])
+    found = memory.retrieve(focal_points, now, task=task, top_k=k)
+    nodes: dict[int, MemoryNode] = {}
+    for rank in range(k):  # interleave the focal points' rankings
+        for fp in focal_points:
+            if rank < len(found[fp]):
+                nodes.setdefault(found[fp][rank].id, found[fp][rank])
+    best = list(nodes.values())[:k]
+    return best, numbered([n.description for n in best])

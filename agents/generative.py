@@ -1,0 +1,686 @@
+"""Generative personas (Park et al. 2023) living in the town: one mind per persona, one driver for all.
+
+:class:`GenerativeAgent` is one persona's mind: its profile (own fields, group, places), memory
+stream, spatial memory, plans and scratch (current activity, conversation, chat cooldowns) and
+the group lessons injected into its system prompt.
+
+:class:`GenerativeSociety` steps the town (``action_mode="rich"``, ``text_obs=True``) with every
+persona's cognition. One :meth:`GenerativeSociety.step` runs, for all personas together:
+
+1. **perceive**: new events within the vision radius (attention bandwidth, retention) → one
+   concurrent batch of poignancy requests → event memories;
+2. **plan**: at a new day, wake-up → daily plan → hourly schedule (three batches, only for the
+   personas starting a day); at a new hour, decomposition of the current block (one batch);
+3. **reflect**: personas whose poignancy since the last reflection reached the threshold ask
+   focal questions, then infer insights with evidence (two batches);
+4. **execute**: the action choice among the possible actions (one batch, with log-preferences);
+5. **converse**: personas that chat pick a partner; all conversations advance turn by turn, each
+   turn one batch; both sides store the chat; then a batch of poignancy requests for the chats;
+6. the env steps with the rich actions (target = the block's place, partner, first utterance).
+
+Every batch goes through ``llm.complete_many`` (concurrent for real backends). Every request has a
+rule-based fallback from the persona's own fields, which the ``scripted`` backend answers with.
+
+The driver records each step (positions, actions, emoji, descriptions, utterances and whole
+conversations) for the transcript, and :meth:`GenerativeSociety.state_dict` /
+:meth:`GenerativeSociety.load_state_dict` hold everything of the minds needed to resume exactly
+(memories, schedules, scratch, lessons, the society's generator). The env's own state is the
+caller's to save.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.cognition import converse, execute, perceive, plan, reflect
+from agents.cognition.prompts import LANGS, PersonaProfile, numbered, quote, render, system_prompt
+from agents.cognition.retrieve import retrieve_lines
+from agents.embeddings import Embedder
+from agents.llm.base import LLMBackend, LLMRequest, LLMResponse
+from agents.memory import MemoryNode, MemoryStream, RetrievalWeights, SpatialMemory
+from ga_env import ACTION_NAMES, TownEnv
+from ga_env.personas import Persona
+
+__all__ = ["GenerativeAgent", "GenerativeConfig", "GenerativeSociety", "make_town"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerativeConfig:
+    """Settings of the personas' cognition (defaults after Park et al.'s code where it has one)."""
+
+    lang: str = "en"
+    """Prompt language: ``en`` or ``zh``."""
+    bandwidth: int = 3
+    """Attention bandwidth: events perceived per step."""
+    retention: int = 5
+    """Latest event memories checked before storing a repeat."""
+    vision_radius: int | None = None
+    """Tiles a persona sees (None = the env's ``Dynamics.vision_radius``)."""
+    reflect_threshold: float = 150.0
+    """Summed poignancy since the last reflection that triggers one."""
+    focal_points: int = 3
+    insights: int = 3
+    """Insights per focal point."""
+    chat_turns: int = 4
+    """Utterances per conversation (alternating speakers)."""
+    chat_cooldown: int = 12
+    """Steps before a persona chats with the same partner again (the original's chatting_with_buffer)."""
+    memories_in_prompt: int = 5
+    """Retrieved memories shown in decision and conversation prompts."""
+    temperature: float = 0.0
+    weights: RetrievalWeights = field(default_factory=RetrievalWeights)
+
+    def __post_init__(self) -> None:
+        if self.lang not in LANGS:
+            raise ValueError(f"config: agent.lang: {self.lang!r} is unknown. Fix: use one of {', '.join(LANGS)}")
+        for name in ("bandwidth", "retention", "focal_points", "insights", "chat_turns", "memories_in_prompt"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config: agent.{name}: {getattr(self, name)} must be >= 1. Fix: use a positive value")
+        if self.reflect_threshold <= 0:
+            raise ValueError("config: agent.reflect_threshold: must be > 0. Fix: use e.g. 150")
+
+
+def make_town(**kwargs: Any) -> TownEnv:
+    """The town as :class:`GenerativeSociety` needs it: rich actions, text observations, dict observations."""
+    import ga_env
+
+    return ga_env.parallel_env(action_mode="rich", text_obs=True, obs_mode="dict", **kwargs)
+
+
+@dataclass(kw_only=True)
+class Scratch:
+    """A persona's short-term state (the original's ``scratch``): plans, activity, conversation."""
+
+    plan_date: str | None = None
+    wake_hour: int = 7
+    daily_plan: list[str] = field(default_factory=list)
+    hourly: list[dict[str, Any]] = field(default_factory=list)
+    block_hour: int = -1
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    activity: str = "waking up"
+    action: str = "move"
+    emoji: str = execute.EMOJI["idle"]
+    target: str = ""
+    chatting_with: str | None = None
+    chat: list[tuple[str, str]] = field(default_factory=list)
+    chat_buffer: dict[str, int] = field(default_factory=dict)
+    perceived: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["chat"] = [list(t) for t in self.chat]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scratch:
+        d = dict(d)
+        d["chat"] = [tuple(t) for t in d.get("chat", [])]
+        return cls(**d)
+
+
+class GenerativeAgent:
+    """One persona's mind.
+
+    Args:
+        profile: the persona, its group and its places.
+        embedder: shared sentence embedder.
+        cfg: cognition settings.
+    """
+
+    def __init__(self, profile: PersonaProfile, embedder: Embedder, cfg: GenerativeConfig) -> None:
+        self.profile, self.cfg = profile, cfg
+        self.memory = MemoryStream(embedder, cfg.weights)
+        self.spatial = SpatialMemory()
+        for place in profile.places:
+            self.spatial.learn(place)
+        self.scratch = Scratch(target=profile.home)
+        self.lessons: list[str] = []
+        self._system: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.profile.persona.name
+
+    @property
+    def persona(self) -> Persona:
+        return self.profile.persona
+
+    @property
+    def system(self) -> str:
+        """The system prompt (identity, group task, lessons); rebuilt only when the lessons change."""
+        if self._system is None:
+            self._system = system_prompt(self.profile, self.lessons, self.cfg.lang)
+        return self._system
+
+    def set_lessons(self, lessons: Sequence[str]) -> None:
+        self.lessons = [str(x) for x in lessons]
+        self._system = None
+
+    def block(self, hour: int) -> dict[str, Any]:
+        """The hourly schedule's block at ``hour`` (the rule's before the first plan)."""
+        if not self.scratch.hourly:
+            return plan.hourly_schedule_rule(self.profile, self.scratch.wake_hour)[hour]
+        return self.scratch.hourly[hour]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "memory": self.memory.state_dict(),
+            "spatial": self.spatial.state_dict(),
+            "scratch": self.scratch.to_dict(),
+            "lessons": list(self.lessons),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.spatial.load_state_dict(state["spatial"])
+        self.scratch = Scratch.from_dict(state["scratch"])
+        self.set_lessons(state["lessons"])
+
+
+def _profiles(env: TownEnv) -> list[PersonaProfile]:
+    groups = {g.name: g for g in env.groups}
+    out = []
+    places = env.places
+
+    def sites(mask: np.ndarray) -> tuple[str, ...]:
+        return tuple(places[k] for k in np.flatnonzero(mask))
+
+    for i, p in enumerate(env.personas):
+        out.append(
+            PersonaProfile(
+                persona=p,
+                group=groups[p.group],
+                home=places[int(env.home[i])],
+                task_places=sites(env.is_task_site[i]),
+                research_places=sites(env.is_research_site[i]),
+                social_places=sites(env.is_social_site[i]),
+            )
+        )
+    return out
+
+
+class GenerativeSociety:
+    """Steps the town with every persona's cognition, one concurrent batch of LLM calls per cognition step.
+
+    Args:
+        env: the town built by :func:`make_town` (rich actions, text and dict observations).
+        llm: the personas' language model (``agents.llm.make_backend``).
+        embedder: sentence embedder for the memory streams.
+        cfg: cognition settings.
+        seed: seeds the env's reset and the society's generator (LLM sampling seeds).
+    """
+
+    def __init__(
+        self,
+        env: TownEnv,
+        llm: LLMBackend,
+        embedder: Embedder,
+        cfg: GenerativeConfig | None = None,
+        *,
+        seed: int = 0,
+    ) -> None:
+        if env.action_mode != "rich" or not env.text_obs or env.obs_mode != "dict":
+            raise ValueError(
+                "GenerativeSociety: env: needs action_mode='rich', text_obs=True, obs_mode='dict'. "
+                "Fix: build it with agents.generative.make_town(...)"
+            )
+        self.env, self.llm, self.embedder = env, llm, embedder
+        self.cfg = cfg or GenerativeConfig()
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.agents: list[GenerativeAgent] = [GenerativeAgent(p, embedder, self.cfg) for p in _profiles(env)]
+        self._by_name: dict[str, int] = {}
+        for i, a in enumerate(self.agents):
+            self._by_name[a.name.lower()] = i
+            self._by_name[env.possible_agents[i]] = i
+            self._by_name[a.persona.first_name.lower()] = i
+        self.step_count = 0
+        self.records: list[dict[str, Any]] = []
+        self._obs: dict[str, Any] | None = None
+        self._infos: dict[str, dict[str, Any]] = {}
+
+    # -- accessors (the console's "print persona ..." commands) --------------------------------------
+    def agent(self, name: str) -> GenerativeAgent:
+        """A persona by full name, first name or agent id (case-insensitive).
+
+        Raises:
+            KeyError: an unknown name, listing the personas.
+        """
+        i = self._by_name.get(name.lower().strip()) if name.lower().strip() in self._by_name else None
+        if i is None:
+            i = self._by_name.get("_".join(name.lower().split()))
+        if i is None:
+            raise KeyError(f"persona {name!r} is unknown; the personas are: {', '.join(a.name for a in self.agents)}")
+        return self.agents[i]
+
+    def schedule(self, name: str) -> list[str]:
+        """The persona's daily plan in broad strokes."""
+        return list(self.agent(name).scratch.daily_plan)
+
+    def hourly_schedule(self, name: str) -> list[dict[str, Any]]:
+        """The persona's 24 hourly blocks ``{hour, activity, place}``."""
+        return [dict(b) for b in self.agent(name).scratch.hourly]
+
+    def current_tile(self, name: str) -> tuple[int, int]:
+        return self.env.position(self._index(name))
+
+    def chatting_with_buffer(self, name: str) -> dict[str, int]:
+        """Partners this persona will not chat with again for the given number of steps."""
+        return dict(self.agent(name).scratch.chat_buffer)
+
+    def associative_memory(self, name: str, kind: str) -> list[MemoryNode]:
+        """The persona's memories of one kind (``event``, ``thought`` or ``chat``), newest first."""
+        return self.agent(name).memory.of_kind(kind)
+
+    def spatial_memory(self, name: str) -> dict[str, dict[str, list[str]]]:
+        return self.agent(name).spatial.state_dict()["tree"]
+
+    def _index(self, name: str) -> int:
+        return self.agents.index(self.agent(name))
+
+    # -- episode --------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Reset the town (keeps the minds: a new day of the same lives)."""
+        self._obs, self._infos = self.env.reset(seed=self.seed if seed is None else seed)
+
+    def set_lessons(self, group: str, lessons: Sequence[str]) -> None:
+        """Inject a group's lessons into its personas' system prompts."""
+        for a in self.agents:
+            if a.persona.group == group:
+                a.set_lessons(lessons)
+
+    def _ask(self, requests: list[LLMRequest]) -> list[LLMResponse]:
+        return self.llm.complete_many(requests) if requests else []
+
+    def _seed(self) -> int | None:
+        return int(self.rng.integers(2**31)) if self.cfg.temperature > 0 else None
+
+    def step(self) -> dict[str, Any]:
+        """One step of the town with every persona's cognition; returns the step's record."""
+        if self._obs is None:
+            self.reset()
+        assert self._obs is not None
+        env, cfg = self.env, self.cfg
+        now = env.now
+        n = len(self.agents)
+        xy = np.stack([env.pos_flat % env.town_map.width, env.pos_flat // env.town_map.width], axis=1)
+        places = env.current_places
+        for a in self.agents:
+            a.scratch.chat_buffer = {k: v - 1 for k, v in a.scratch.chat_buffer.items() if v > 1}
+            a.scratch.perceived = str(self._infos.get(env.possible_agents[self.agents.index(a)], {}).get("text", ""))
+
+        # -- 1. perceive: new events, rated for poignancy in one batch -----------------------------
+        radius = cfg.vision_radius if cfg.vision_radius is not None else env.dynamics.vision_radius
+        pending: list[tuple[int, perceive.Event]] = []
+        for i, a in enumerate(self.agents):
+            a.spatial.learn(env.address_of(i))
+            for ev in perceive.perceive(
+                env, i, a.memory, xy=xy, vision_radius=radius, bandwidth=cfg.bandwidth, retention=cfg.retention
+            ):
+                pending.append((i, ev))
+        answers = self._ask(
+            [perceive.poignancy_request(self.agents[i].profile, self.agents[i].system, ev.description, cfg.lang)
+             for i, ev in pending]
+        )  # fmt: skip
+        for (i, ev), ans in zip(pending, answers, strict=True):
+            self.agents[i].memory.add("event", ev.description, when=now, poignancy=_rating(ans), spo=ev.spo)
+
+        # -- 2. plan: a new day (wake-up → plan → hourly schedule), a new hour (decomposition) -----------
+        today = now.date().isoformat()
+        starting = [i for i, a in enumerate(self.agents) if a.scratch.plan_date != today]
+        if starting:
+            wake = self._ask([plan.wake_up_request(self.agents[i].profile, self.agents[i].system, now.date(), cfg.lang)
+                              for i in starting])  # fmt: skip
+            for i, ans in zip(starting, wake, strict=True):
+                hour = (ans.data or {}).get("hour")
+                self.agents[i].scratch.wake_hour = hour if isinstance(hour, int) and 3 <= hour <= 12 else 7
+            days = self._ask([
+                plan.plan_day_request(
+                    self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
+                    [m.description for m in self.agents[i].memory.latest(10, ("thought", "chat"))], cfg.lang,
+                ) for i in starting
+            ])  # fmt: skip
+            for i, ans in zip(starting, days, strict=True):
+                items = (ans.data or {}).get("plan") or []
+                self.agents[i].scratch.daily_plan = [str(x)[:160] for x in items][:8]
+            hours = self._ask([
+                plan.plan_hour_request(
+                    self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
+                    self.agents[i].scratch.daily_plan, cfg.lang,
+                ) for i in starting
+            ])  # fmt: skip
+            for i, ans in zip(starting, hours, strict=True):
+                s = self.agents[i].scratch
+                s.hourly = plan.merge_schedule(
+                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", [])
+                )
+                s.plan_date, s.block_hour = today, -1
+                self.agents[i].memory.add(
+                    "thought", f"This is {self.agents[i].name}'s plan for {now:%A %B %d}: " + "; ".join(s.daily_plan),
+                    when=now, poignancy=5,
+                )  # fmt: skip
+        new_block = [i for i, a in enumerate(self.agents) if a.scratch.block_hour != now.hour]
+        decomposed = self._ask(
+            [plan.decompose_request(self.agents[i].profile, self.agents[i].system, now, self.agents[i].block(now.hour), cfg.lang)
+             for i in new_block]
+        )  # fmt: skip
+        for i, ans in zip(new_block, decomposed, strict=True):
+            s = self.agents[i].scratch
+            s.block_hour = now.hour
+            s.steps = list(
+                (ans.data or {}).get("steps") or plan.decompose_rule(self.agents[i].block(now.hour)["activity"])
+            )
+        for a in self.agents:
+            block = a.block(now.hour)
+            a.scratch.activity = plan.current_step(a.scratch.steps, now.minute) or block["activity"]
+            a.scratch.target = block["place"]
+
+        # -- 3. reflect: focal questions, then insights with evidence ---------------------------------
+        reflecting = [i for i, a in enumerate(self.agents) if reflect.should_reflect(a.memory, cfg.reflect_threshold)]
+        if reflecting:
+            self._reflect(reflecting, now)
+
+        # -- 4. execute: the action choice (one batch) ------------------------------------------------------
+        obs = self._obs
+        masks = np.stack([np.asarray(obs[a]["action_mask"]) for a in env.possible_agents])  # (N, 4)
+        reach = self._reach(xy, places)
+        partners = [self._pick_partner(i, reach) for i in range(n)]
+        requests = []
+        for i, a in enumerate(self.agents):
+            target_idx = env.places.index(a.scratch.target)
+            social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
+            at_research = a.scratch.target in a.profile.research_places
+            rule = execute.decide_rule(
+                at_target=int(places[i]) == target_idx,
+                mask=masks[i],
+                social=social,
+                partner_ok=partners[i] >= 0,
+                at_research=at_research,
+            )
+            focal = [a.scratch.activity] + [m.description for m in a.memory.latest(1, ("event",))]
+            _, mem_text = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=cfg.memories_in_prompt)
+            requests.append(
+                execute.decide_request(
+                    system=a.system,
+                    perceived=a.scratch.perceived,
+                    place=env.places[int(places[i])],
+                    activity=a.scratch.activity,
+                    target=a.scratch.target,
+                    memories=mem_text,
+                    mask=masks[i],
+                    lang=cfg.lang,
+                    fallback=functools.partial(str, rule),
+                    seed=self._seed(),
+                    temperature=cfg.temperature,
+                )
+            )
+        decisions = self._ask(requests)
+        actions = [d.choice if d.choice in ACTION_NAMES else "move" for d in decisions]
+
+        # -- 5. converse: pairs talk turn by turn (each turn one batch), both remember -----------------
+        conversations = self._converse(actions, partners, now, places)
+
+        # -- 6. act in the town -------------------------------------------------------------------------
+        rich: dict[str, Any] = {}
+        record_agents: dict[str, Any] = {}
+        talked = {c["participants"][0]: c for c in conversations} | {c["participants"][1]: c for c in conversations}
+        for i, a in enumerate(self.agents):
+            conv = talked.get(a.name)
+            partner = self._index(conv["participants"][1 if conv["participants"][0] == a.name else 0]) if conv else n
+            utterance = next((t for s, t in conv["turns"] if s == a.name), None) if conv else None
+            action = "chat" if conv else actions[i]
+            at_home = int(places[i]) == int(env.home[i])
+            a.scratch.action, a.scratch.emoji = action, execute.emoji_for(action, at_home)
+            rich[env.possible_agents[i]] = execute.rich_action(
+                action, env.places.index(a.scratch.target), partner, utterance
+            )
+            x, y = env.position(i)
+            record_agents[a.name] = {
+                "position": [x, y],
+                "action": action,
+                "emoji": a.scratch.emoji,
+                "description": a.scratch.activity,
+                "target": a.scratch.target,
+                "utterance": utterance,
+                "fallback": decisions[i].fallback,
+            }
+        record = {
+            "step": self.step_count,
+            "time": now.isoformat(timespec="minutes"),
+            "agents": record_agents,
+            "conversations": conversations,
+        }
+        self._obs, rewards, _, _, self._infos = env.step(rich)
+        for i, a in enumerate(self.agents):
+            record_agents[a.name]["reward"] = float(rewards.get(env.possible_agents[i], 0.0))
+        self.step_count += 1
+        self.records.append(record)
+        if not env.agents:  # the episode ended: a new day of the same lives
+            self.reset(self.seed + self.step_count)
+        return record
+
+    # -- helpers of step() --------------------------------------------------------------------------
+    def _reach(self, xy: np.ndarray, places: np.ndarray) -> np.ndarray:
+        cheb = np.abs(xy[:, None, :] - xy[None, :, :]).max(2)  # (N, N)
+        reach = (cheb <= self.env.dynamics.chat_radius) & (places[:, None] == places[None, :])
+        np.fill_diagonal(reach, False)
+        return np.where(reach, cheb, -1)
+
+    def _pick_partner(self, i: int, reach: np.ndarray) -> int:
+        """Nearest reachable persona not in the chat cooldown buffer, or -1."""
+        buffer = self.agents[i].scratch.chat_buffer
+        best, best_d = -1, 1 << 30
+        for j in np.flatnonzero(reach[i] >= 0):
+            if self.agents[int(j)].name in buffer:
+                continue
+            if reach[i, j] < best_d:
+                best, best_d = int(j), int(reach[i, j])
+        return best
+
+    def _reflect(self, who: list[int], now: dt.datetime) -> None:
+        cfg = self.cfg
+        latest = {i: self.agents[i].memory.latest(100, ("event", "thought", "chat")) for i in who}
+        focal = self._ask(
+            [reflect.focal_request(self.agents[i].system, latest[i], cfg.focal_points, cfg.lang) for i in who]
+        )
+        jobs: list[tuple[int, str, list[MemoryNode]]] = []
+        for i, ans in zip(who, focal, strict=True):
+            questions = [str(q)[:200] for q in (ans.data or {}).get("questions", [])][: cfg.focal_points]
+            questions = questions or reflect.focal_rule(latest[i], cfg.focal_points)
+            found = self.agents[i].memory.retrieve(questions, now, task=self.agents[i].persona.task, top_k=15)
+            jobs.extend((i, q, found[q]) for q in questions)
+        insights = self._ask(
+            [reflect.insight_request(self.agents[i].system, q, nodes, cfg.insights, cfg.lang) for i, q, nodes in jobs]
+        )
+        for (i, _, nodes), ans in zip(jobs, insights, strict=True):
+            mem = self.agents[i].memory
+            allowed = {x.id: x for x in nodes}
+            known = {x.description for x in mem.latest(50, ("thought",))}
+            for item in (ans.data or {}).get("insights", [])[: cfg.insights]:
+                evidence = [e for e in item.get("evidence", []) if isinstance(e, int) and e in allowed]
+                text = str(item.get("text", "")).strip()[:300]
+                if not text or text in known:
+                    continue
+                known.add(text)
+                poignancy = max((allowed[e].poignancy for e in evidence), default=5.0)
+                mem.add("thought", text, when=now, poignancy=poignancy, evidence=evidence)
+        for i in who:
+            self.agents[i].memory.poignancy_since_reflection = 0.0
+
+    def _converse(
+        self, actions: list[str], partners: list[int], now: dt.datetime, places: np.ndarray
+    ) -> list[dict[str, Any]]:
+        cfg, env = self.cfg, self.env
+        busy: set[int] = set()
+        pairs: list[tuple[int, int]] = []
+        for i, act in enumerate(actions):
+            j = partners[i]
+            if act == "chat" and j >= 0 and i not in busy and j not in busy:
+                pairs.append((i, j))
+                busy.update((i, j))
+        if not pairs:
+            return []
+        transcripts: list[list[tuple[str, str]]] = [[] for _ in pairs]
+        ended = [False] * len(pairs)
+        memories = {}
+        for i, j in pairs:
+            for a, b in ((i, j), (j, i)):
+                _, memories[(a, b)] = retrieve_lines(
+                    self.agents[a].memory, [self.agents[b].name], now, task=self.agents[a].persona.task,
+                    k=cfg.memories_in_prompt,
+                )  # fmt: skip
+        for turn in range(cfg.chat_turns):
+            live = [k for k in range(len(pairs)) if not ended[k]]
+            if not live:
+                break
+            requests = []
+            for k in live:
+                speaker, listener = pairs[k] if turn % 2 == 0 else pairs[k][::-1]
+                requests.append(
+                    converse.converse_request(
+                        self.agents[speaker].profile,
+                        self.agents[speaker].system,
+                        partner=self.agents[listener].name,
+                        now=now,
+                        place=env.places[int(places[speaker])],
+                        memories=memories[(speaker, listener)],
+                        transcript=transcripts[k],
+                        turn=turn,
+                        last_turn=turn == cfg.chat_turns - 1,
+                        lang=cfg.lang,
+                        seed=self._seed(),
+                    )
+                )
+            for k, ans in zip(live, self._ask(requests), strict=True):
+                speaker = pairs[k][turn % 2]
+                data = ans.data or {}
+                text = str(data.get("utterance", "")).strip()[: converse.MAX_QUOTE] or "..."
+                transcripts[k].append((self.agents[speaker].name, text))
+                ended[k] = bool(data.get("end", False)) and turn >= 1
+        out = []
+        chat_rate: list[LLMRequest] = []
+        stored: list[tuple[int, str, list[tuple[str, str]]]] = []
+        for (i, j), turns in zip(pairs, transcripts, strict=True):
+            out.append({"participants": [self.agents[i].name, self.agents[j].name], "turns": [list(t) for t in turns]})
+            for a, b in ((i, j), (j, i)):
+                desc = f"conversation with {self.agents[b].name} about {turns[0][1][:80]}"
+                self.agents[a].scratch.chatting_with = self.agents[b].name
+                self.agents[a].scratch.chat = list(turns)
+                self.agents[a].scratch.chat_buffer[self.agents[b].name] = cfg.chat_cooldown
+                chat_rate.append(
+                    perceive.poignancy_request(self.agents[a].profile, self.agents[a].system, desc, cfg.lang)
+                )
+                stored.append((a, desc, list(turns)))
+        for (a, desc, turns), ans in zip(stored, self._ask(chat_rate), strict=True):
+            other = (
+                next(name for name in (t[0] for t in turns) if name != self.agents[a].name) if len(turns) > 1 else ""
+            )
+            self.agents[a].memory.add(
+                "chat",
+                desc,
+                when=now,
+                poignancy=_rating(ans),
+                spo=(self.agents[a].name, "chat with", other),
+                chat=turns,
+            )
+        return out
+
+    # -- interviews, history ------------------------------------------------------------------------
+    def analysis_chat(self, name: str, message: str) -> str:
+        """Interview a persona (``call -- analysis NAME``): it answers in character; nothing is stored."""
+        a = self.agent(name)
+        now = self.env.now
+        nodes = a.memory.retrieve([message], now, task=a.persona.task, top_k=self.cfg.memories_in_prompt, touch=False)
+        mem_text = numbered([x.description for x in nodes[message]])
+        place = a.scratch.target or a.profile.home
+        fallback = f"I'm {a.name}. Right now: {a.scratch.activity}, at {place}. Lately I've been {a.persona.currently}"
+        request = LLMRequest(
+            kind="analysis",
+            system=a.system,
+            user=render(
+                self.cfg.lang,
+                "analysis",
+                time=f"{now:%A %H:%M}",
+                place=place,
+                activity=a.scratch.activity,
+                memories=mem_text,
+                message=quote(message, 1000),
+            ),
+            max_tokens=200,
+            fallback=lambda: fallback,
+        )
+        return self.llm.complete(request).text
+
+    def load_history(self, csv_path: str | Path) -> int:
+        """Seed memories from a CSV with columns ``name`` and ``whisper`` (the original's agent history).
+
+        Returns:
+            The number of memories added.
+
+        Raises:
+            ValueError: a missing file or column, or an unknown persona, naming the file, row and fix.
+        """
+        path = Path(csv_path)
+        if not path.is_file():
+            raise ValueError(f"{path}: file: not found. Fix: give a CSV with columns name,whisper")
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            cols = set(reader.fieldnames or [])
+            if not {"name", "whisper"} <= cols:
+                raise ValueError(
+                    f"{path}: columns: {sorted(cols)} lack name/whisper. Fix: write a header 'name,whisper'"
+                )
+            rows = list(reader)
+        now = self.env.now
+        added = 0
+        for k, row in enumerate(rows, start=2):
+            try:
+                a = self.agent(row["name"] or "")
+            except KeyError as e:
+                raise ValueError(f"{path}: row {k}: name: {e.args[0]}. Fix: use a persona's name") from None
+            for whisper in (row["whisper"] or "").split(";"):
+                text = whisper.strip()
+                if text:
+                    rule = perceive.poignancy_rule(a.profile, text)
+                    a.memory.add("thought", text, when=now, poignancy=rule)
+                    added += 1
+        return added
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything of the minds to resume exactly (the env's state is saved by the caller)."""
+        return {
+            "step_count": self.step_count,
+            "seed": self.seed,
+            "rng": json.loads(json.dumps(self.rng.bit_generator.state)),
+            "config": json.loads(json.dumps(dataclasses.asdict(self.cfg), default=str)),
+            "agents": {a.name: a.state_dict() for a in self.agents},
+            "obs": self._obs,
+            "infos": self._infos,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict` (same town and personas)."""
+        missing = {a.name for a in self.agents} - set(state["agents"])
+        if missing:
+            raise ValueError(f"checkpoint: agents: no state for {sorted(missing)}. Fix: resume with the same personas")
+        self.step_count, self.seed = int(state["step_count"]), int(state["seed"])
+        self.rng.bit_generator.state = state["rng"]
+        for a in self.agents:
+            a.load_state_dict(state["agents"][a.name])
+        self._obs, self._infos = state["obs"], state["infos"]
+
+
+def _rating(ans: LLMResponse) -> float:
+    value = (ans.data or {}).get("rating", 3)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 3.0
