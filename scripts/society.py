@@ -1,0 +1,452 @@
+"""Drivers that step the town for the simulation workflow, and the env's exact save/restore.
+
+A *society* owns the town env and whatever decides the personas' actions. The simulation
+(``scripts/simulate.py``) only needs this small contract:
+
+* ``step() -> dict``: advance one step and return the step record (see :func:`step_record`);
+* ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue exactly;
+* the console's accessors (``schedule``, ``hourly_schedule``, ``current_tile``,
+  ``chatting_with_buffer``, ``associative_memory``, ``spatial_memory``, ``analysis_chat``,
+  ``load_history``).
+
+:class:`PolicySociety` drives the town with a numeric policy (``ScriptedPolicy``, ``RandomPolicy``
+or a trained GRPO ``SoftmaxPolicy``). It has no language model: utterances in its transcript are
+templates built from the persona's group cause, and its "memory" is a bounded log of what the
+persona did and heard, labelled as such. The generative personas (``agents.generative``) are
+driven by :class:`GenerativeDriver`.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents import Policy, ScriptedPolicy
+from ga_env import ACTION_NAMES, OBJECTIVE_TERMS, TownEnv
+
+EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "rest": "😴", "research": "🔬", "idle": "⏸️"}
+"""Emoji shown above a persona in the replay, by action."""
+LOG_LIMIT = 200
+"""Events kept per persona by :class:`PolicySociety` (a bounded log, not a memory stream)."""
+
+
+# -- exact save / restore of the env ---------------------------------------------------------------
+_BIG = 1 << 14  # bytes: larger arrays that still equal their construction-time value are static tables
+
+
+class EnvSnapshot:
+    """Saves and restores the dynamic state of a :class:`TownEnv` exactly.
+
+    The env keeps its episode state in plain attributes of itself and of the objects of
+    ``ga_env`` it owns (e.g. a one-episode dynamics core). The snapshot walks them and keeps every
+    array, plain value (numbers, strings, lists, dicts) and generator state, so it follows the
+    env's internals without a hand-kept list of names. Large arrays that are unchanged since
+    construction (shortest-path tables) are left out. Restoring writes arrays back *in place*
+    (views that alias them stay valid) and generator states into the existing generators.
+
+    Args:
+        env: a freshly constructed env.
+    """
+
+    def __init__(self, env: TownEnv) -> None:
+        self.static: dict[str, np.ndarray] = {
+            path: value.copy()
+            for path, _, _, value in _walk(env)
+            if isinstance(value, np.ndarray) and value.nbytes >= _BIG
+        }
+
+    def state(self, env: TownEnv) -> dict[str, Any]:
+        """The env's dynamic state as ``{attribute path: value}``."""
+        out: dict[str, Any] = {}
+        for path, _, _, value in _walk(env):
+            if isinstance(value, np.random.Generator):
+                out[path] = {"__generator__": generator_state(value)}
+            elif isinstance(value, list) and value and isinstance(value[0], np.random.Generator):
+                out[path] = {"__generators__": [generator_state(g) for g in value]}
+            elif isinstance(value, np.ndarray):
+                if path in self.static and np.array_equal(self.static[path], value):
+                    continue
+                out[path] = value.copy()
+            else:
+                out[path] = _plain(value)
+        return out
+
+    def restore(self, env: TownEnv, state: Mapping[str, Any]) -> None:
+        """Put ``state`` (from :meth:`state`) back into ``env``."""
+        owners = {path: (owner, key) for path, owner, key, _ in _walk(env)}
+        for path, value in state.items():
+            if path not in owners:
+                raise ValueError(
+                    f"checkpoint: env.{path}: not an attribute of this env. Fix: resume with the same version"
+                )
+            owner, key = owners[path]
+            current = getattr(owner, key)
+            if isinstance(value, dict) and "__generator__" in value:
+                current.bit_generator.state = value["__generator__"]["state"]  # the same object: aliases stay
+            elif isinstance(value, dict) and "__generators__" in value:
+                for gen, saved in zip(current, value["__generators__"], strict=True):
+                    gen.bit_generator.state = saved["state"]
+            elif isinstance(value, np.ndarray) and isinstance(current, np.ndarray) and current.shape == value.shape:
+                current[...] = value
+            else:
+                setattr(owner, key, _restore_like(value))
+
+
+def _is_plain(x: Any) -> bool:
+    if x is None or isinstance(x, (bool, int, float, str, np.generic, np.ndarray)):
+        return not (isinstance(x, np.ndarray) and x.dtype == object)
+    if isinstance(x, (list, tuple)):
+        return all(_is_plain(v) for v in x)
+    if isinstance(x, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in x.items())
+    return False
+
+
+def _walk(env: TownEnv) -> list[tuple[str, Any, str, Any]]:
+    """``(path, owner, attribute, value)`` of the env's plain attributes, recursing into ga_env objects."""
+    found: list[tuple[str, Any, str, Any]] = []
+    seen = {id(env)}
+
+    def visit(obj: Any, prefix: str) -> None:
+        for key, value in vars(obj).items():
+            if isinstance(value, np.random.Generator) or _is_plain(value):
+                found.append((prefix + key, obj, key, value))
+            elif isinstance(value, list) and value and all(isinstance(v, np.random.Generator) for v in value):
+                found.append((prefix + key, obj, key, value))
+            elif (
+                hasattr(value, "__dict__")
+                and type(value).__module__.startswith("ga_env.")
+                and type(value).__name__ not in ("TownMap", "Dynamics", "Persona", "Group")
+                and id(value) not in seen
+            ):
+                seen.add(id(value))
+                visit(value, prefix + key + ".")
+
+    visit(env, "")
+    return found
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _restore_like(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_restore_like(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _restore_like(v) for k, v in value.items()}
+    return value
+
+
+def generator_state(rng: np.random.Generator) -> dict[str, Any]:
+    """A JSON-able snapshot of a NumPy generator."""
+    return {"bit_generator": type(rng.bit_generator).__name__, "state": rng.bit_generator.state}
+
+
+def generator_from_state(state: Mapping[str, Any]) -> np.random.Generator:
+    """Inverse of :func:`generator_state`."""
+    bit_gen = getattr(np.random, state["bit_generator"])()
+    bit_gen.state = state["state"]
+    return np.random.Generator(bit_gen)
+
+
+# -- step records ------------------------------------------------------------------------------------
+def town_summary(env: TownEnv, rewards: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-group figures of one step: reward, awareness of its cause among non-members, totals."""
+    out: dict[str, dict[str, float]] = {}
+    nonmember = 1.0 - env.members  # (G, N)
+    community = (env.aware * nonmember).sum(1) / np.maximum(nonmember.sum(1), 1.0)  # (G,)
+    reward = np.bincount(env.group_of, weights=rewards, minlength=len(env.groups))  # (G,)
+    for k, grp in enumerate(env.groups):
+        out[grp.name] = {
+            "reward": round(float(reward[k]), 6),
+            "awareness": round(float(community[k]), 6) if grp.cause is not None else 0.0,
+            "supporters": int(env.supporter[k].sum()),
+            "knowledge": round(float(env.group_knowledge[k]), 6),
+            "task_progress": round(float(env.group_progress[k]), 6),
+            "conversations": round(float(env.episode_terms[OBJECTIVE_TERMS.index("conversations"), k]), 6),
+        }
+    return out
+
+
+def action_label(env: TownEnv, i: int) -> str:
+    """The name of agent ``i``'s last effective action (``rest`` for a Task step at home)."""
+    a = int(env.last_action[i])
+    if a >= len(ACTION_NAMES):
+        return "idle"
+    if ACTION_NAMES[a] == "task" and env.current_places[i] == env.home[i]:
+        return "rest"
+    return ACTION_NAMES[a]
+
+
+def step_record(
+    env: TownEnv,
+    step: int,
+    time: dt.datetime,
+    rewards: np.ndarray,
+    utterances: Mapping[int, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The JSON record of one simulated step (after ``env`` stepped).
+
+    Args:
+        env: the env after the step.
+        step: 1-based number of this step in the run.
+        time: the town's time at which the step's actions were taken.
+        rewards: ``(N,)`` rewards of the step.
+        utterances: what each agent said this step (by agent index).
+        extra: more top-level fields (e.g. LLM usage).
+    """
+    utterances = utterances or {}
+    personas: dict[str, Any] = {}
+    for i, p in enumerate(env.personas):
+        x, y = env.position(i)
+        label = action_label(env, i)
+        partner = int(env.last_partner[i])
+        personas[p.name] = {
+            "tile": [x, y],
+            "place": env.places[int(env.current_places[i])],
+            "action": label,
+            "emoji": EMOJI[label],
+            "description": env.describe(i),
+            "utterance": utterances.get(i),
+            "partner": env.personas[partner].name if partner >= 0 else None,
+            "reward": round(float(rewards[i]), 6),
+        }
+    record = {"step": step, "time": time.isoformat(timespec="minutes"), "personas": personas}
+    record["groups"] = town_summary(env, rewards)
+    if extra:
+        record.update(extra)
+    return record
+
+
+def persona_index(env: TownEnv, name: str) -> int:
+    """Index of the persona called ``name`` (case-insensitive; a unique first name works too)."""
+    names = [p.name for p in env.personas]
+    lowered = name.strip().lower()
+    exact = [i for i, n in enumerate(names) if n.lower() == lowered]
+    if exact:
+        return exact[0]
+    first = [i for i, n in enumerate(names) if n.lower().split()[0] == lowered]
+    if len(first) == 1:
+        return first[0]
+    raise KeyError(f"no persona named {name!r}; the personas are: {', '.join(names)}")
+
+
+# -- numeric-policy driver ---------------------------------------------------------------------------------
+class PolicySociety:
+    """The town driven by a batched numeric policy (no language model).
+
+    Args:
+        env: the town (``obs_mode="box"``), not yet reset.
+        policy: a batched policy (``agents.Policy``).
+        rng: generator for the policy's sampling.
+        kind: a label for the transcript (``scripted``, ``random``, ``trained``).
+    """
+
+    mind = "policy"
+
+    def __init__(self, env: TownEnv, policy: Policy, rng: np.random.Generator, kind: str) -> None:
+        self.env, self.policy, self.rng, self.kind = env, policy, rng, kind
+        self.snapshot = EnvSnapshot(env)
+        self.t = 0
+        self.log: list[deque[dict[str, str]]] = [deque(maxlen=LOG_LIMIT) for _ in env.personas]
+        self.visited: list[dict[str, int]] = [{} for _ in env.personas]
+        self.chats: list[dict[str, int]] = [{} for _ in env.personas]
+
+    def reset(self, seed: int) -> None:
+        """Start the town from ``seed``."""
+        self.obs, self.mask = self.env.reset_arrays(seed)
+        self._visit()
+
+    # -- stepping --
+    def step(self) -> dict[str, Any]:
+        """Advance one step; returns its record."""
+        env = self.env
+        now = env.now
+        actions = self.policy.act(self.obs, self.mask, self.rng)
+        self.obs, self.mask, rewards, _ = env.step_arrays(actions)
+        self.t += 1
+        utterances = {}
+        for k in np.flatnonzero(env.last_partner >= 0).tolist():
+            utterances[k] = self._utterance(k, int(env.last_partner[k]))
+        record = step_record(env, self.t, now, rewards, utterances, {"mind": f"policy:{self.kind}"})
+        stamp = now.isoformat(timespec="minutes")
+        for i, p in enumerate(env.personas):
+            rec = record["personas"][p.name]
+            self._remember(i, "event", stamp, f"{p.name} is {rec['description']}")
+            if rec["utterance"]:
+                j = persona_index(env, rec["partner"])
+                self._remember(j, "chat", stamp, f'{p.name} said: "{rec["utterance"]}"')
+                self._remember(i, "chat", stamp, f'I said to {rec["partner"]}: "{rec["utterance"]}"')
+                self.chats[i][rec["partner"]] = self.chats[i].get(rec["partner"], 0) + 1
+        self._visit()
+        return record
+
+    def _utterance(self, i: int, j: int) -> str:
+        env = self.env
+        me, other = env.personas[i], env.personas[j]
+        cause = env.groups[int(env.group_of[i])].cause
+        first = other.name.split()[0]
+        if cause is not None and env.group_of[i] != env.group_of[j]:
+            return f"Hi {first}! Have you heard about {cause}?"
+        return f"Hi {first}, how is your day going? I am busy with: {me.task}."
+
+    def _remember(self, i: int, kind: str, time: str, text: str) -> None:
+        self.log[i].append({"kind": kind, "time": time, "text": text})
+
+    def _visit(self) -> None:
+        for i, place in enumerate(self.env.current_places):
+            name = self.env.places[int(place)]
+            self.visited[i][name] = self.visited[i].get(name, 0) + 1
+
+    # -- save / restore --
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly."""
+        policy_state: dict[str, Any] = {}
+        if isinstance(self.policy, ScriptedPolicy):
+            policy_state["streak"] = self.policy.streak.copy()
+        return {
+            "t": self.t,
+            "env": self.snapshot.state(self.env),
+            "obs": self.obs,
+            "mask": self.mask,
+            "rng": generator_state(self.rng),
+            "policy": policy_state,
+            "log": [list(d) for d in self.log],
+            "visited": self.visited,
+            "chats": self.chats,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.t = int(state["t"])
+        self.snapshot.restore(self.env, state["env"])
+        self.obs, self.mask = np.asarray(state["obs"]).copy(), np.asarray(state["mask"]).copy()
+        self.rng = generator_from_state(state["rng"])
+        if isinstance(self.policy, ScriptedPolicy):
+            self.policy.streak = np.asarray(state["policy"]["streak"]).copy()
+        self.log = [deque(d, maxlen=LOG_LIMIT) for d in state["log"]]
+        self.visited = [dict(v) for v in state["visited"]]
+        self.chats = [dict(v) for v in state["chats"]]
+
+    # -- console accessors --
+    def schedule(self, name: str) -> str:
+        """The persona's daily routine (a numeric policy follows the town's itinerary)."""
+        i = persona_index(self.env, name)
+        env = self.env
+        places = [env.places[int(p)] for p in env.itinerary[i, : env.itinerary_len[i]]]
+        d = env.dynamics
+        return (
+            f"{env.personas[i].name} ({self.kind} policy; routine from the town's itinerary):\n"
+            f"  {d.night_end:02d}:00-{d.night_start:02d}:00  " + " -> ".join(places) + "\n"
+            f"  {d.night_start:02d}:00-{d.night_end:02d}:00  home ({env.places[int(env.home[i])]})"
+        )
+
+    def hourly_schedule(self, name: str) -> str:
+        """Where the persona actually was, hour by hour, in the last day of the run."""
+        i = persona_index(self.env, name)
+        by_hour: dict[str, dict[str, int]] = {}
+        for e in self.log[i]:
+            if e["kind"] == "event":
+                by_hour.setdefault(e["time"][11:13] + ":00", {}).setdefault(e["text"], 0)
+                by_hour[e["time"][11:13] + ":00"][e["text"]] += 1
+        if not by_hour:
+            return f"{self.env.personas[i].name}: nothing yet (run some steps)"
+        lines = [f"{self.env.personas[i].name}, hour by hour (most frequent activity):"]
+        for hour in sorted(by_hour):
+            lines.append(f"  {hour}  {max(by_hour[hour].items(), key=lambda kv: kv[1])[0]}")
+        return "\n".join(lines)
+
+    def current_tile(self, name: str) -> str:
+        """The persona's tile and its address."""
+        i = persona_index(self.env, name)
+        x, y = self.env.position(i)
+        return f"({x}, {y}) {self.env.address_of(i)}"
+
+    def chatting_with_buffer(self, name: str) -> str:
+        """Who the persona has talked to, and how many times."""
+        i = persona_index(self.env, name)
+        if not self.chats[i]:
+            return f"{self.env.personas[i].name} has not chatted with anyone yet"
+        return "\n".join(f"  {who}: {n} step(s)" for who, n in sorted(self.chats[i].items()))
+
+    def associative_memory(self, name: str, kind: str) -> str:
+        """The persona's log entries of ``kind`` (``event``, ``thought``, ``chat``), newest first."""
+        if kind not in ("event", "thought", "chat"):
+            raise KeyError(f"unknown memory kind {kind!r}; use event, thought or chat")
+        i = persona_index(self.env, name)
+        if kind == "thought":
+            return f"{self.env.personas[i].name}: no thoughts (a {self.kind} policy does not reflect; use the generative mind)"
+        entries = [e for e in self.log[i] if e["kind"] == kind][-20:]
+        if not entries:
+            return f"{self.env.personas[i].name}: no {kind} entries yet"
+        return "\n".join(f"  [{e['time']}] {e['text']}" for e in reversed(entries))
+
+    def spatial_memory(self, name: str) -> str:
+        """Places the persona has been to (steps spent there)."""
+        i = persona_index(self.env, name)
+        tree: dict[str, list[str]] = {}
+        for place, n in sorted(self.visited[i].items()):
+            sector, _, arena = place.partition(":")
+            tree.setdefault(sector, []).append(f"{arena} ({n})")
+        return "\n".join(f"  {sector}: {', '.join(arenas)}" for sector, arenas in tree.items())
+
+    def analysis_chat(self, name: str, message: str) -> str:
+        """A numeric policy cannot talk: say so (the generative mind answers)."""
+        i = persona_index(self.env, name)
+        return (
+            f"{self.env.personas[i].name} is driven by a {self.kind} policy, which has no language model; "
+            "run the simulation with the generative mind to talk with a persona"
+        )
+
+    def load_history(self, path: str | Path) -> str:
+        """Seed the personas' logs from a CSV with columns ``name, whisper``."""
+        n = 0
+        for name, whisper in read_history_csv(path):
+            i = persona_index(self.env, name)
+            self._remember(i, "event", self.env.now.isoformat(timespec="minutes"), f"(whisper) {whisper}")
+            n += 1
+        return f"loaded {n} memories from {path}"
+
+
+def read_history_csv(path: str | Path) -> list[tuple[str, str]]:
+    """Rows ``(name, whisper)`` of a history CSV (header ``name,whisper``), validated.
+
+    Raises:
+        ValueError: naming the file, the row and the fix.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as e:
+        raise ValueError(f"{path}: file: cannot read it ({e.strerror}). Fix: give an existing CSV file") from None
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["name", "whisper"]:
+        raise ValueError(f"{path}: header: must start with 'name,whisper'. Fix: add that header line")
+    out = []
+    for k, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise ValueError(f"{path}: row {k}: needs a name and a whisper. Fix: write 'Name,what they remember'")
+        out.append((row[0].strip(), row[1].strip()))
+    return out
