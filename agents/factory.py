@@ -6,14 +6,15 @@ The trainer, the evaluation and the scripts construct policies only through
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.softmax import SoftmaxPolicy
 
 if TYPE_CHECKING:
-    from conf.schema import Config
+    from conf.schema import Config, LLMConfig
     from ga_env import TownEnv
 
 
@@ -27,13 +28,57 @@ def make_policy(cfg: Config, env: TownEnv, rng: np.random.Generator, *, greedy: 
         greedy: act by argmax (evaluation) instead of sampling.
 
     Returns:
-        Today a :class:`SoftmaxPolicy` (one MLP or linear map per group).
+        A :class:`SoftmaxPolicy` (one MLP or linear map per group), or for ``agent.kind=neurosymbolic``
+        a :class:`agents.neurosymbolic.NeuroSymbolicPolicy` whose LLM (``cfg.llm``) is built on
+        first use and shared by every policy of the process. ``agent.checkpoint`` loads the
+        parameters of a GRPO checkpoint.
     """
-    return SoftmaxPolicy(
-        env.obs_dim,
-        len(env.groups),
-        hidden=cfg.agent.hidden,
-        init_scale=cfg.agent.init_scale,
-        rng=rng,
-        greedy=greedy,
-    )
+    ac = cfg.agent
+    policy: SoftmaxPolicy
+    if ac.kind == "neurosymbolic":
+        from agents.neurosymbolic import NeuroSymbolicPolicy
+
+        policy = NeuroSymbolicPolicy(
+            env.obs_dim,
+            len(env.groups),
+            make_llm=functools.partial(shared_backend, cfg.llm),
+            lam=ac.lam,
+            decide_every=ac.decide_every,
+            smoothing=ac.smoothing,
+            lang=ac.lang,
+            hidden=ac.hidden,
+            init_scale=ac.init_scale,
+            rng=rng,
+            greedy=greedy,
+        )
+    else:
+        policy = SoftmaxPolicy(
+            env.obs_dim, len(env.groups), hidden=ac.hidden, init_scale=ac.init_scale, rng=rng, greedy=greedy
+        )
+    if ac.checkpoint:
+        ckpt = np.load(ac.checkpoint)
+        for k, v in policy.params.items():
+            key = f"param/{k}"
+            if key not in ckpt or ckpt[key].shape != v.shape:
+                raise ValueError(
+                    f"{ac.checkpoint}: {key}: missing or of another shape than {v.shape}. "
+                    "Fix: use a checkpoint trained with the same env groups and agent.hidden"
+                )
+            policy.params[k] = ckpt[key].astype(np.float64)
+    return policy
+
+
+@functools.cache
+def _backends() -> dict[str, Any]:
+    return {}
+
+
+def shared_backend(llm_cfg: LLMConfig) -> Any:
+    """One LLM backend per distinct ``cfg.llm`` in the process (a local model is loaded once)."""
+    from agents.llm.factory import make_backend
+
+    key = repr(llm_cfg)
+    cache = _backends()
+    if key not in cache:
+        cache[key] = make_backend(llm_cfg)
+    return cache[key]

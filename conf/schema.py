@@ -78,19 +78,48 @@ class EnvConfig:
 
 @dataclass(kw_only=True)
 class AgentConfig:
-    """The trainable policy (``agents.SoftmaxPolicy``)."""
+    """The trainable policy (``agents.factory.make_policy``) and the personas' minds."""
 
+    kind: str = "softmax"
+    """``softmax`` (per-group MLP), ``linear`` (hidden must be 0) or ``neurosymbolic`` (MLP + λ·LLM term)."""
     hidden: int = 32
     """Hidden units of the per-group MLP (0 = linear softmax policy)."""
     init_scale: float = 0.01
     """Std of the output layer at initialisation (small: a near-uniform first policy)."""
     eval_greedy: bool = False
     """Evaluate the trained policy by argmax (True) or by sampling (False)."""
+    lam: float = 1.0
+    """``neurosymbolic``: weight λ of the LLM's log-preference over actions (0 = pure numeric policy)."""
+    decide_every: int = 4
+    """``neurosymbolic``: steps between LLM decisions of a persona (events refresh it earlier)."""
+    smoothing: float = 0.1
+    """``neurosymbolic``: probability mass spread over the other actions when the LLM gives only a choice."""
+    lang: str = "en"
+    """Prompt language of the personas: ``en`` or ``zh``."""
+    embedder: str = "hashing"
+    """Memory embeddings: ``hashing`` (offline, instant), ``minilm`` (all-MiniLM-L6-v2 in NumPy) or ``backend``."""
+    checkpoint: str | None = None
+    """A GRPO ``checkpoint.npz`` whose parameters the policy starts from (None = fresh weights)."""
 
     def __post_init__(self) -> None:
+        kinds = ("softmax", "linear", "neurosymbolic")
+        if self.kind not in kinds:
+            raise ConfigError("agent.kind", f"{self.kind!r} is unknown", f"use one of {', '.join(kinds)}")
         if self.hidden < 0:
             raise ConfigError("agent.hidden", f"{self.hidden} is negative", "use 0 (linear) or a positive width")
-        _positive("agent", self, "init_scale")
+        if self.kind == "linear" and self.hidden != 0:
+            raise ConfigError("agent.hidden", f"{self.hidden} with kind=linear", "use agent=linear (hidden: 0)")
+        _positive("agent", self, "init_scale", "decide_every")
+        if self.lam < 0:
+            raise ConfigError("agent.lam", f"{self.lam} is negative", "use λ >= 0 (0 = no LLM term)")
+        if not 0.0 < self.smoothing < 1.0:
+            raise ConfigError("agent.smoothing", f"{self.smoothing} is not in (0, 1)", "use e.g. 0.1")
+        if self.lang not in ("en", "zh"):
+            raise ConfigError("agent.lang", f"{self.lang!r} is unknown", "use en or zh")
+        if self.embedder not in ("hashing", "minilm", "backend"):
+            raise ConfigError("agent.embedder", f"{self.embedder!r} is unknown", "use hashing, minilm or backend")
+        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
+            raise ConfigError("agent.checkpoint", f"{self.checkpoint!r} is not a file", "give a GRPO checkpoint.npz")
 
 
 @dataclass(kw_only=True)
