@@ -194,10 +194,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if body is None or not self._authorised():
             return
-        if path.endswith("embeddings"):
-            self._embeddings(body)
-        else:
-            self._chat(body)
+        owner = self.server.owner
+        owner._enter()
+        try:
+            if path.endswith("embeddings"):
+                self._embeddings(body)
+            else:
+                self._chat(body)
+        finally:
+            owner._leave()
 
     def _embeddings(self, body: dict[str, Any]) -> None:
         owner = self.server.owner
@@ -379,6 +384,8 @@ class LoopbackServer:
         self._stop = threading.Event()
         self.served: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self._in_flight = 0
+        self.max_in_flight = 0
         self._httpd = _Server((host, port), _Handler)
         self._httpd.owner = self
         self.port: int = self._httpd.server_address[1]
@@ -413,9 +420,23 @@ class LoopbackServer:
         self.stop()
 
     def stats(self) -> dict[str, Any]:
-        """What was served (by endpoint) and injected (by fault kind)."""
+        """Requests received (by endpoint), faults injected (by kind), and the most handled at once."""
         with self._lock:
-            return {"served": dict(self.served), "injected": dict(self.injected), "faults": sum(self.injected.values())}
+            return {
+                "served": dict(self.served),
+                "injected": dict(self.injected),
+                "faults": sum(self.injected.values()),
+                "max_in_flight": self.max_in_flight,
+            }
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
 
     # --- used by the handler ----------------------------------------------------------------
     def _count(self, endpoint: str) -> None:

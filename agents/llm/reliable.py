@@ -32,7 +32,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from agents.llm.base import (
@@ -150,7 +151,8 @@ class ReliableBackend:
 
         return {
             "stop": stop_after_attempt(self.max_retries + 1),
-            "wait": wait_exponential_jitter(initial=self.backoff_s, max=self.backoff_max_s, jitter=self.backoff_s),
+            "wait": wait_exponential(multiplier=self.backoff_s, max=self.backoff_max_s)
+            + wait_random(0, self.backoff_s),
             "retry": retry_if_exception(_retryable),
             "before_sleep": before_sleep,
             "reraise": True,
