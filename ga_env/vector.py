@@ -83,4 +83,34 @@ def vec_env(
             "ga_env.vec_env: needs SuperSuit, which is not installed. Fix: pip install -e '.[marl]'"
         ) from None
     markov = supersuit.pettingzoo_env_to_vec_env_v1(env)
-    return supersuit.concat_vec_envs_v1(markov, num_envs, num_cpus=num_cpus, base_class=base_class)
+    venv = supersuit.concat_vec_envs_v1(markov, num_envs, num_cpus=num_cpus, base_class="gymnasium")
+    return venv if base_class == "gymnasium" else _seedable_sb3(venv)
+
+
+def _seedable_sb3(venv: Any) -> Any:
+    """SuperSuit's SB3 wrapper with working seeds.
+
+    SuperSuit 3.11's ``SB3VecEnvWrapper`` forwards ``seed()`` to its gymnasium vector env, which has
+    no ``seed`` method (so ``PPO(..., seed=0)`` crashes), and its ``reset(seed=...)`` drops the seed.
+    Here a seed is kept for the next reset, as SB3's own ``VecEnv.seed`` does (copy ``i`` gets
+    ``seed + i``, SuperSuit's convention).
+    """
+    from supersuit.vector.sb3_vector_wrapper import SB3VecEnvWrapper
+
+    class SeedableSB3VecEnv(SB3VecEnvWrapper):  # type: ignore[misc]
+        def __init__(self, venv: Any) -> None:
+            super().__init__(venv)
+            self._next_seed: int | None = None
+
+        def seed(self, seed: int | None = None) -> list[int | None]:
+            self._next_seed = seed
+            return [None if seed is None else seed + i for i in range(self.num_envs)]
+
+        def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+            if seed is not None:
+                self._next_seed = seed
+            observations, self.reset_infos = self.venv.reset(seed=self._next_seed, options=options)
+            self._next_seed = None
+            return observations
+
+    return SeedableSB3VecEnv(venv)

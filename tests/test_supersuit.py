@@ -107,3 +107,15 @@ def test_bad_arguments_name_the_field(kwargs: dict[str, object], field: str) -> 
 def test_env_and_env_arguments_are_exclusive() -> None:
     with pytest.raises(TownDataError, match="argument: env: "):
         ga_env.vec_env(env=ga_env.parallel_env(obs_mode="box", **_small()), max_agents=3)
+
+
+def test_stable_baselines3_seeding_reaches_the_towns() -> None:
+    """``VecEnv.seed`` (what ``PPO(seed=...)`` calls) seeds the next reset: copy i gets seed + i."""
+    pytest.importorskip("stable_baselines3")
+    sb3 = ga_env.vec_env(2, base_class="stable_baselines3", **_small())
+    gym = ga_env.vec_env(2, base_class="gymnasium", **_small())
+    sb3.seed(11)
+    expected, _ = gym.reset(seed=11)
+    np.testing.assert_array_equal(sb3.reset(), expected)
+    np.testing.assert_array_equal(sb3.reset(seed=11), expected)
+    assert not np.array_equal(sb3.reset(), expected)  # a seed is used once; the next day differs
