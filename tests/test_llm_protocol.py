@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 from hydra import compose, initialize_config_module
@@ -32,10 +33,10 @@ PLAN_SCHEMA = {
 }
 
 
-def decide(fallback: str = "Task", **kw: object) -> LLMRequest:
+def decide(fallback: str = "Task", **kw: Any) -> LLMRequest:
     return LLMRequest(
         kind="decide", system="You are Ada.", user="Next?", choices=ACTIONS, fallback=lambda: fallback, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 # --- requests -------------------------------------------------------------------------------
