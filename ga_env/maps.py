@@ -277,6 +277,14 @@ def _component(walk: npt.NDArray[np.bool_], start: tuple[int, int]) -> npt.NDArr
     return seen
 
 
+# libyaml's safe loader when PyYAML was built with it (about 10x faster than the pure-Python one).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+MAX_MAP_SIDE = 4096
+"""Largest accepted map width/height in tiles (a guard against absurd sizes)."""
+
+
 def _read_yaml(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -285,7 +293,7 @@ def _read_yaml(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise TownDataError(path, "file", f"cannot be read ({e})", "give a UTF-8 text file") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as e:
         raise TownDataError(
             path, "yaml", f"is not valid YAML ({str(e).splitlines()[0]})", "fix the YAML syntax"
@@ -407,7 +415,8 @@ def load_ascii_map(path: str | Path) -> TownMap:
 
 
 def _layer_names(layer: Mapping[str, Any], path: Path) -> dict[int, str]:
-    for prop in layer.get("properties") or []:
+    props = layer.get("properties")
+    for prop in props if isinstance(props, list) else []:
         if isinstance(prop, dict) and prop.get("name") == "names":
             try:
                 raw = json.loads(prop.get("value", ""))
@@ -420,6 +429,10 @@ def _layer_names(layer: Mapping[str, Any], path: Path) -> dict[int, str]:
         "is missing or not a JSON object of gid -> name",
         'add a string property "names" such as {"1": "Willow Cafe"}',
     )
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def load_tiled_map(path: str | Path) -> TownMap:
@@ -444,7 +457,12 @@ def load_tiled_map(path: str | Path) -> TownMap:
         raise TownDataError(path, "document", "is not a JSON object", "export the map from Tiled as JSON")
     w = _require(doc, "width", int, path, "export a finite (non-infinite) map")
     h = _require(doc, "height", int, path, "export a finite (non-infinite) map")
-    layers = {str(layer.get("name", "")).lower(): layer for layer in doc.get("layers") or [] if isinstance(layer, dict)}
+    for key, value in (("width", w), ("height", h)):
+        if isinstance(value, bool) or not 1 <= value <= MAX_MAP_SIDE:
+            raise TownDataError(path, key, f"{value!r} is not in [1, {MAX_MAP_SIDE}]", "give the map size in tiles")
+    layers = {
+        str(layer.get("name", "")).lower(): layer for layer in _as_list(doc.get("layers")) if isinstance(layer, dict)
+    }
 
     def grid(name: str, required: bool = True) -> npt.NDArray[np.int64] | None:
         if name not in layers:
@@ -459,6 +477,14 @@ def load_tiled_map(path: str | Path) -> TownMap:
                 f"must be a list of {w * h} gids",
                 "set the layer format to CSV (not base64) and keep the map size",
             )
+        bad = next((i for i, v in enumerate(data) if type(v) is not int or not 0 <= v < 2**32), None)
+        if bad is not None:
+            raise TownDataError(
+                path,
+                f"layer {name!r}.data[{bad}] (tile ({bad % w}, {bad // w}))",
+                f"{data[bad]!r:.40} is not a tile gid",
+                "write gids as integers >= 0 (0 = empty)",
+            )
         return np.asarray(data, dtype=np.int64).reshape(h, w) & 0x1FFFFFFF  # drop Tiled's flip flags
 
     collision = grid("collision")
@@ -471,7 +497,11 @@ def load_tiled_map(path: str | Path) -> TownMap:
     object_names_map = _layer_names(layers["objects"], path) if objects is not None else {}
     town = (
         next(
-            (p.get("value") for p in doc.get("properties") or [] if isinstance(p, dict) and p.get("name") == "town"),
+            (
+                p.get("value")
+                for p in _as_list(doc.get("properties"))
+                if isinstance(p, dict) and p.get("name") == "town"
+            ),
             None,
         )
         or path.stem

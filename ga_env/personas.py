@@ -176,6 +176,11 @@ def _as_str_tuple(value: Any, path: Path, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _key(key: Any) -> str:
+    """A YAML key as shown in an error: plain if it is a readable name, else its repr."""
+    return key if isinstance(key, str) and key.strip() and key.isprintable() else repr(key)
+
+
 def load_group(path: str | Path) -> Group:
     """Load one group YAML file.
 
@@ -203,7 +208,7 @@ def load_group(path: str | Path) -> Group:
     }
     for key in doc:
         if key not in known:
-            raise TownDataError(path, str(key), "is not a group field", f"use only {', '.join(sorted(known))}")
+            raise TownDataError(path, _key(key), "is not a group field", f"use only {', '.join(sorted(known))}")
     for key in ("name", "objective", "task_sites"):
         if key not in doc:
             raise TownDataError(
@@ -266,7 +271,7 @@ def load_personas(path: str | Path) -> tuple[Persona, ...]:
         for key in entry:
             if key not in required and key not in optional:
                 raise TownDataError(
-                    path, f"{label}.{key}", "is not a persona field", f"use only {', '.join(required + optional)}"
+                    path, f"{label}.{_key(key)}", "is not a persona field", f"use only {', '.join(required + optional)}"
                 )
         spawn = entry.get("spawn")
         if spawn is not None:
