@@ -43,7 +43,7 @@ def test_pack_round_trip() -> None:
         pack({"x": object()})
 
 
-@pytest.mark.parametrize("mind", ["scripted", "random"])
+@pytest.mark.parametrize("mind", ["scripted", "random", "generative"])
 def test_resume_is_exact(tmp_path: Path, mind: str) -> None:
     full = _create(tmp_path, "full", mind)
     full.run(50, progress=False)
@@ -156,9 +156,10 @@ def _wait_for_checkpoint(store: RunStore, proc: subprocess.Popen[bytes], min_ste
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
-    """Kill a real simulate process with SIGKILL at random points (5 trials); resume; compare."""
-    total = 120
-    args = [sys.executable, "-m", "scripts.simulate", "--results", str(tmp_path), "--no-progress", "--mind", "scripted"]
+    """Kill a real simulate process (generative personas, scripted backend) with SIGKILL at random
+    points (5 trials); resume; the run equals an uninterrupted one."""
+    total = 36
+    args = [sys.executable, "-m", "scripts.simulate", "--results", str(tmp_path), "--no-progress"]
     subprocess.run([*args, "--name", "ref", "--step", str(total), *SMALL], check=True, env=_env(), cwd=ROOT)
     reference = RunStore(tmp_path, "ref").steps()
     rng = np.random.default_rng(7)
@@ -168,13 +169,13 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [*args, "--name", name, "--step", str(total), "--checkpoint-every", "3", *SMALL], env=_env(), cwd=ROOT
         )
-        _wait_for_checkpoint(store, proc, int(rng.integers(3, 60)))
+        _wait_for_checkpoint(store, proc, int(rng.integers(3, 30)))
         time.sleep(float(rng.uniform(0.0, 0.05)))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         survived = max((s for s, _ in store.checkpoints()), default=0)
         subprocess.run(
-            [*args[:5], "--no-progress", "--name", name, "--resume", "--until", str(total)],
+            [*args, "--name", name, "--resume", "--until", str(total)],
             check=True,
             env=_env(),
             cwd=ROOT,

@@ -1,0 +1,214 @@
+"""The generative personas (``agents.generative.GenerativeSociety``) behind the simulation's contract.
+
+:class:`GenerativeDriver` wraps a :class:`~agents.generative.GenerativeSociety` so that
+``scripts/simulate.py`` and the console treat it like :class:`scripts.society.PolicySociety`:
+the same step records (tile, place, action, emoji, description, utterance, partner, reward, group
+figures, plus the step's whole conversations and the LLM usage), one checkpointable state (the
+env's exact state, every mind, the LLM usage meter) and text answers for the console.
+
+The town runs as one continuous stretch of time (``max_cycles`` is set beyond any run), so the
+personas are never sent home by an episode boundary in the middle of a simulation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conf.schema import Config
+from scripts.society import EnvSnapshot, persona_index, town_summary
+
+ENDLESS = 10**9
+"""``max_cycles`` of a simulated town: a run is one stretch of time, not episodes."""
+
+
+def usage_dict(llm: Any) -> dict[str, Any]:
+    """The backend's usage meter as plain data (calls, tokens, faults by kind...)."""
+    u = llm.usage
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(u):
+        if f.name.startswith("_"):
+            continue
+        v = getattr(u, f.name)
+        out[f.name] = dict(v) if isinstance(v, Counter) else v
+    return out
+
+
+def restore_usage(llm: Any, state: Mapping[str, Any]) -> None:
+    """Put a saved usage meter back (so a resumed run's counts continue)."""
+    u = llm.usage
+    for key, value in state.items():
+        current = getattr(u, key)
+        setattr(u, key, Counter(value) if isinstance(current, Counter) else value)
+
+
+class GenerativeDriver:
+    """The town stepped by every persona's cognition (see the module docstring).
+
+    Args:
+        society: a :class:`agents.generative.GenerativeSociety` on a fresh env.
+        seed: the town's seed.
+    """
+
+    mind = "generative"
+
+    def __init__(self, society: Any, seed: int) -> None:
+        self.society = society
+        self.env = society.env
+        self.llm = society.llm
+        self.snapshot = EnvSnapshot(self.env)
+        self.t = 0
+        society.reset(seed)
+
+    # -- stepping --
+    def step(self) -> dict[str, Any]:
+        """One step of the town with every persona's cognition; returns its record."""
+        env = self.env
+        raw = self.society.step()
+        self.t += 1
+        rewards = np.array([raw["agents"][p.name]["reward"] for p in env.personas])
+        partners: dict[str, str] = {}
+        for conv in raw["conversations"]:
+            a, b = conv["participants"][:2]
+            partners[a], partners[b] = b, a
+        personas: dict[str, Any] = {}
+        for i, p in enumerate(env.personas):
+            r = raw["agents"][p.name]
+            x, y = env.position(i)
+            personas[p.name] = {
+                "tile": [x, y],
+                "place": env.places[int(env.current_places[i])],
+                "action": r["action"],
+                "emoji": r["emoji"],
+                "description": r["description"],
+                "utterance": r["utterance"],
+                "partner": partners.get(p.name),
+                "reward": round(float(r["reward"]), 6),
+                "target": r["target"],
+                "fallback": bool(r["fallback"]),
+            }
+        usage = self.llm.usage
+        return {
+            "step": self.t,
+            "time": raw["time"],
+            "personas": personas,
+            "groups": town_summary(env, rewards),
+            "conversations": raw["conversations"],
+            "mind": "generative",
+            "llm": {
+                "backend": self.llm.name,
+                "requests": usage.requests,
+                "calls": usage.calls,
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "fallbacks": usage.fallbacks,
+            },
+        }
+
+    # -- save / restore --
+    def state_dict(self) -> dict[str, Any]:
+        """The env's exact state, every mind and the LLM usage."""
+        return {
+            "t": self.t,
+            "env": self.snapshot.state(self.env),
+            "minds": self.society.state_dict(),
+            "usage": usage_dict(self.llm),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.t = int(state["t"])
+        self.snapshot.restore(self.env, state["env"])
+        self.society.load_state_dict(state["minds"])
+        restore_usage(self.llm, state["usage"])
+        self.society.records = []
+
+    # -- console accessors (text) --
+    def _name(self, name: str) -> str:
+        return self.env.personas[persona_index(self.env, name)].name
+
+    def schedule(self, name: str) -> str:
+        plan = self.society.schedule(name)
+        who = self._name(name)
+        return f"{who}'s plan for today:\n" + (
+            "\n".join(f"  {k + 1}. {item}" for k, item in enumerate(plan)) if plan else "  (no plan yet: run a step)"
+        )
+
+    def hourly_schedule(self, name: str) -> str:
+        blocks = self.society.hourly_schedule(name)
+        if not blocks:
+            return f"{self._name(name)}: no hourly schedule yet (run a step)"
+        lines = [f"{self._name(name)}, hour by hour:"]
+        for b in blocks:
+            lines.append(f"  {int(b['hour']):02d}:00  {b['activity']}  @ {b['place']}")
+        return "\n".join(lines)
+
+    def current_tile(self, name: str) -> str:
+        x, y = self.society.current_tile(name)
+        i = persona_index(self.env, name)
+        return f"({x}, {y}) {self.env.address_of(i)}"
+
+    def chatting_with_buffer(self, name: str) -> str:
+        buf = self.society.chatting_with_buffer(name)
+        if not buf:
+            return f"{self._name(name)}: the chatting-with buffer is empty"
+        return "\n".join(f"  {who}: {n} step(s) before chatting again" for who, n in sorted(buf.items()))
+
+    def associative_memory(self, name: str, kind: str) -> str:
+        if kind not in ("event", "thought", "chat"):
+            raise KeyError(f"unknown memory kind {kind!r}; use event, thought or chat")
+        nodes = self.society.associative_memory(name, kind)
+        if not nodes:
+            return f"{self._name(name)}: no {kind} memories yet"
+        lines = []
+        for node in nodes[:30]:
+            when = getattr(node, "created", "")
+            lines.append(f"  [{when}] (poignancy {getattr(node, 'poignancy', '?')}) {node.description}")
+        more = f"\n  ... {len(nodes) - 30} older" if len(nodes) > 30 else ""
+        return "\n".join(lines) + more
+
+    def spatial_memory(self, name: str) -> str:
+        tree = self.society.spatial_memory(name)
+        lines = []
+        for outer, inner in tree.items():
+            for middle, leaves in inner.items():
+                lines.append(f"  {outer} > {middle}" + (f": {', '.join(leaves)}" if leaves else ""))
+        return f"{self._name(name)} knows:\n" + ("\n".join(lines) or "  (nothing yet)")
+
+    def analysis_chat(self, name: str, message: str) -> str:
+        return f"{self._name(name)}: {self.society.analysis_chat(name, message)}"
+
+    def load_history(self, path: str | Path) -> str:
+        return f"loaded {self.society.load_history(path)} memories from {path}"
+
+
+def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path) -> GenerativeDriver:
+    """The generative personas for a run: town, LLM backend (cached in the run folder) and embedder."""
+    import ga_env
+    from agents.embeddings import make_embedder
+    from agents.generative import GenerativeConfig, GenerativeSociety
+    from agents.llm import make_backend
+
+    dyn = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.dynamics.items()}
+    env = ga_env.parallel_env(
+        groups=list(cfg.env.groups),
+        max_agents=cfg.env.max_agents,
+        max_cycles=ENDLESS,
+        stride=int(meta["stride"]),
+        start=str(meta["start"]),
+        obs_mode="dict",
+        action_mode="rich",
+        text_obs=True,
+        dynamics=dyn or None,
+    )
+    llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
+    # The agent config's cognition fields (language, embedder) are optional until the schema has them.
+    lang = getattr(cfg.agent, "lang", "en")
+    embedder = make_embedder(getattr(cfg.agent, "embedder", "hashing"), backend=llm)
+    society = GenerativeSociety(env, llm, embedder, GenerativeConfig(lang=lang), seed=int(meta["seed"]))
+    return GenerativeDriver(society, int(meta["seed"]))
