@@ -218,6 +218,30 @@ class LLMConfig:
             self.model = self.model or Path(self.model_path).stem
 
 
+ROLLOUT_BACKENDS = ("inprocess", "ray")
+
+
+@dataclass(kw_only=True)
+class RolloutConfig:
+    """Where and how the G rollouts of an iteration run (``trainers.rollout``)."""
+
+    backend: str = "inprocess"
+    """``inprocess`` (this process) or ``ray`` (Ray actors, extra ``[ray]``); both train the same parameters."""
+    batched: bool = True
+    """Step the G rollouts as one NumPy program (``ga_env.batched``) instead of G envs one by one."""
+    num_workers: int = 2
+    """Ray actors (one CPU each) sharing the G rollouts; also the CPUs of a local Ray runtime."""
+    address: str | None = None
+    """Ray cluster to join (``auto``: the one this machine is part of; ``ray://head:10001``); None: local."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in ROLLOUT_BACKENDS:
+            raise ConfigError(
+                "trainer.rollout.backend", f"{self.backend!r} is unknown", f"use one of {', '.join(ROLLOUT_BACKENDS)}"
+            )
+        _positive("trainer.rollout", self, "num_workers")
+
+
 @dataclass(kw_only=True)
 class GRPOConfig:
     """GRPO trainer settings (``trainers.grpo``)."""
@@ -258,6 +282,8 @@ class GRPOConfig:
     """Checkpoint every N iterations (and always at the end)."""
     resume: str | None = None
     """Path of a checkpoint (``.npz``) to continue from exactly."""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """Rollout backend (in-process or Ray), batched or not."""
 
     def __post_init__(self) -> None:
         from trainers.grpo_math import GROUP_BY, SCALES

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,14 @@ from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+import ga_env
+from agents import SoftmaxPolicy
+from agents.factory import make_policy
 from conf.schema import Config, ConfigError, register_configs, to_config
+from ga_env.batched import BatchedTownEnv
+from trainers.evaluate import evaluate
 from trainers.grpo import train
+from trainers.rollout import EnvAwarePolicy, InProcessRollouts, collect, rollout_generators
 
 EXPERIMENTS = {
     "artists": ["artist_collective", "residents"],
@@ -116,3 +123,57 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
         if key.startswith(("param/", "adam_")):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     assert int(b["iteration"]) == 4
+
+
+def test_batched_and_one_env_per_rollout_train_the_same_parameters(tmp_path: Path) -> None:
+    base = [*TINY, "trainer.group_size=3", "trainer.eval_every=0"]
+    train(_compose(base), tmp_path / "batched")
+    train(_compose([*base, "trainer.rollout.batched=false"]), tmp_path / "envs")
+    a, b = np.load(tmp_path / "batched" / "checkpoint.npz"), np.load(tmp_path / "envs" / "checkpoint.npz")
+    for key in a.files:
+        if key.startswith(("param/", "adam_")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+class _TargetAwarePolicy(SoftmaxPolicy):
+    """A policy needing env context: appends each agent's normalised Move target to its observation."""
+
+    def __init__(self, env: ga_env.TownEnv) -> None:
+        super().__init__(env.obs_dim + 1, len(env.groups), hidden=4, rng=np.random.default_rng(0))
+        self.calls: list[int] = []
+
+    def augment_obs(self, envs: Sequence[ga_env.TownEnv], obs: np.ndarray) -> np.ndarray:
+        self.calls.append(len(envs))
+        extra = np.stack([e.current_targets / len(e.places) for e in envs])[:, :, None]  # (G, N, 1)
+        return np.concatenate([obs, extra.astype(np.float32)], axis=2)
+
+
+def test_env_aware_policy_gets_the_envs_and_its_augmented_obs_are_recorded() -> None:
+    cfg = _compose([*TINY, "trainer.group_size=3"])
+    env = cfg.env.make()
+    policy = _TargetAwarePolicy(env)
+    assert isinstance(policy, EnvAwarePolicy)
+    rngs = rollout_generators(0, 0, range(3))
+    with pytest.raises(ValueError, match=r"augment_obs.*Fix: pass one TownEnv per rollout"):
+        collect(BatchedTownEnv(env, 3), policy, 5, rngs)
+    runner = InProcessRollouts(cfg, policy)
+    assert isinstance(runner.env, list) and len(runner.env) == 3  # batched=true falls back to the envs
+    ro = runner.run(policy, 0, 5, {})
+    assert ro.obs.shape == (3, cfg.env.max_cycles, len(env.possible_agents), env.obs_dim + 1)
+    assert policy.calls == [3] * cfg.env.max_cycles
+    assert ro.obs[..., -1].std() > 0 and ro.obs[..., -1].max() <= 1.0  # the targets, recorded
+    # The same policy evaluates through the same contract (one env).
+    result = evaluate(env, policy, [1], np.random.default_rng(0))
+    assert set(result) == {"artist_collective", "residents"} and policy.calls[-1] == 1
+
+
+def test_rollouts_do_not_depend_on_batching() -> None:
+    # Rollout g uses generator (seed, iteration, g) only: any subset reproduces its trajectories.
+    cfg = _compose(TINY)
+    env = cfg.env.make()
+    policy = make_policy(cfg, env, np.random.default_rng(1))
+    whole = collect(BatchedTownEnv(env, 4), policy, 9, rollout_generators(3, 7, range(4)))
+    part = collect([cfg.env.make()], policy, 9, rollout_generators(3, 7, [2]))
+    for name in ("obs", "mask", "actions", "effective", "rewards", "places", "partners"):
+        np.testing.assert_array_equal(getattr(whole, name)[2:3], getattr(part, name), err_msg=name)
+    assert not np.array_equal(whole.actions[0], whole.actions[1])

@@ -4,6 +4,9 @@ One iteration (cleanrl style, top to bottom):
 
 1. **Rollout**: G episodes from the same env seed (the GRPO group), the policy acting on all
    agents of all G episodes at once; record observations, masks, actions, log-probs, rewards.
+   :mod:`trainers.rollout` steps them as one batched NumPy program (or G envs), in this process
+   or on Ray workers (``trainer.rollout.backend=ray``); rollout ``g`` of iteration ``it`` samples
+   from its own generator ``(seed, it, g)``, so every backend trains the same parameters.
 2. **Advantages**: each agent's discounted reward-to-go ``R[g, t, n]`` (per-step credit: an
    episode is 144 steps, and a single episode return per agent gives too little signal), made
    group-relative by :func:`group_advantages` (baseline = the same agent at the same step in the
@@ -41,12 +44,14 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from agents import RandomPolicy, ScriptedPolicy, SoftmaxPolicy
+from agents import RandomPolicy, ScriptedPolicy
+from agents.factory import make_policy
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES
 from trainers.evaluate import evaluate
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
 from trainers.lessons import make_lessons
+from trainers.rollout import InProcessRollouts, RayRollouts
 
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never overlap training seeds (drawn below this)
 
@@ -68,11 +73,10 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     tc = cfg.trainer
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(tc.seed)
-    envs = [cfg.env.make() for _ in range(tc.group_size)]
-    env = envs[0]
-    n_agents, n_groups, group_names = len(env.possible_agents), len(env.groups), [g.name for g in env.groups]
-    policy = SoftmaxPolicy(env.obs_dim, n_groups, hidden=cfg.agent.hidden, init_scale=cfg.agent.init_scale, rng=rng)
-    ref = SoftmaxPolicy(env.obs_dim, n_groups, hidden=cfg.agent.hidden, rng=np.random.default_rng(0))
+    env = cfg.env.make()
+    group_names = [g.name for g in env.groups]
+    policy = make_policy(cfg, env, rng)
+    ref = make_policy(cfg, env, np.random.default_rng(0))
     ref.params = policy.copy_params()  # frozen reference = the initial policy
     adam = Adam(policy.params, lr=tc.lr)
     start = 0
@@ -96,7 +100,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     )
     metrics_file = (out_dir / "metrics.jsonl").open("a")
     teams = env.group_of  # (N,)
-    g_size, t_max = tc.group_size, env.max_cycles
+    g_size = tc.group_size
+    lessons_by_group: dict[str, list[str]] = {}
+    rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
@@ -110,10 +116,10 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         return path
 
     def eval_trained(seeds: list[int]) -> dict[str, float]:
-        greedy = SoftmaxPolicy(
-            env.obs_dim, n_groups, hidden=cfg.agent.hidden, rng=np.random.default_rng(0), greedy=cfg.agent.eval_greedy
-        )
+        greedy = make_policy(cfg, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
         greedy.params = policy.params
+        for name, lessons in lessons_by_group.items():
+            greedy.set_lessons(name, lessons)
         return evaluate(env, greedy, seeds, np.random.default_rng(tc.seed + 1))
 
     for it in tqdm(
@@ -122,31 +128,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         t0 = time.perf_counter()
         # -- 1. rollout: G episodes from one seed, all agents of all episodes in one batch ------------
         seed = int(rng.integers(EVAL_SEED_BASE))
-        obs_buf = np.empty((g_size, t_max, n_agents, env.obs_dim), dtype=np.float32)  # (G, T, N, D)
-        mask_buf = np.empty((g_size, t_max, n_agents, 4), dtype=np.int8)  # (G, T, N, 4)
-        act_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)  # (G, T, N) chosen actions
-        eff_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)  # (G, T, N) effective (4 = no-op)
-        logp_buf = np.empty((g_size, t_max, n_agents))  # (G, T, N)
-        rew_buf = np.empty((g_size, t_max, n_agents))  # (G, T, N)
-        place_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)
-        partner_buf = np.empty((g_size, t_max, n_agents), dtype=np.int64)
-        states = [e.reset_arrays(seed) for e in envs]
-        for t in range(t_max):
-            obs = np.stack([s[0] for s in states])  # (G, N, D)
-            mask = np.stack([s[1] for s in states])  # (G, N, 4)
-            actions, logp = policy.act_with_logp(obs.reshape(-1, env.obs_dim), mask.reshape(-1, 4), rng)
-            actions = actions.reshape(g_size, n_agents)
-            obs_buf[:, t], mask_buf[:, t], act_buf[:, t], logp_buf[:, t] = (
-                obs,
-                mask,
-                actions,
-                logp.reshape(g_size, n_agents),
-            )
-            for g, e in enumerate(envs):
-                place_buf[g, t] = e.current_places
-                o, m, r, _ = e.step_arrays(actions[g])
-                states[g] = (o, m)
-                rew_buf[g, t], eff_buf[g, t], partner_buf[g, t] = r, e.last_action, e.last_partner
+        ro = rollouts.run(policy, it, seed, lessons_by_group)
+        obs_buf, mask_buf, act_buf, eff_buf = ro.obs, ro.mask, ro.actions, ro.effective  # (G, T, N, ...)
+        rew_buf, place_buf, partner_buf = ro.rewards, ro.places, ro.partners
         rollout_time = time.perf_counter() - t0
 
         # -- 2. group-relative advantages on each agent's reward-to-go ---------------------------------
@@ -156,9 +140,12 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         )
 
         # -- 3. clipped surrogate + KL to the reference: epochs of minibatches, Adam ------------------
-        flat_obs = obs_buf.reshape(-1, env.obs_dim)  # (S, D), S = G*T*N
+        flat_obs = obs_buf.reshape(-1, obs_buf.shape[-1])  # (S, D), S = G*T*N
         flat_mask = mask_buf.reshape(-1, 4)
-        flat_act, flat_old, flat_adv = act_buf.ravel(), logp_buf.ravel(), adv.ravel()
+        flat_act, flat_adv = act_buf.ravel(), adv.ravel()
+        # Old log-probs recomputed here in one batch rather than taken from the rollouts (ro.logp,
+        # equal up to rounding): the update then does not depend on how the rollouts were batched.
+        flat_old = policy.forward(flat_obs, flat_mask)[0][np.arange(len(flat_act)), flat_act]
         # Only decisions with a real choice carry gradient (a single valid action has logp = 0).
         choice = (flat_mask.sum(1) > 1).astype(np.float64)  # (S,)
         ref_logp_all, _ = ref.forward(flat_obs, flat_mask)
@@ -190,6 +177,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 top_k=tc.top_k,
             )
             policy.set_lessons(name, lessons)
+            lessons_by_group[name] = lessons
             writer.add_text(f"lessons/{name}", "\n\n".join(lessons), it)
 
         # -- 5. log -----------------------------------------------------------------------------------------
@@ -227,6 +215,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         if tc.checkpoint_every and (it + 1) % tc.checkpoint_every == 0:
             checkpoint(it + 1)
 
+    rollouts.close()
     checkpoint(tc.iterations)
 
     # -- final evaluation: trained vs random vs scripted on fresh seeds --------------------------------
