@@ -11,7 +11,11 @@ import asyncio
 import json
 import logging
 import math
+import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,3 +308,24 @@ def test_planted_key_never_leaks(
     texts += [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
     assert len(list(tmp_path.rglob("*.json"))) == 2
     assert not [t for t in texts if key in t]
+
+
+def test_command_line_server() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agents.llm.loopback", "--port", "0", "--fault-rate", "1", "--faults", "http_503=1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+        assert match, line
+        client = openai.OpenAI(base_url=match.group(1), api_key="unused", max_retries=0)
+        assert next(m.id for m in client.models.list()) == "loopback"
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="loopback", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    assert json.loads(out.strip().splitlines()[-1])["injected"] == {"http_503": 1}
