@@ -168,4 +168,15 @@ def test_trains_end_to_end(tmp_path: Path) -> None:
     )
     report = train(cfg, tmp_path)
     assert set(report["returns"]) >= {"trained", "random", "scripted"}
-    assert (tmp_path / "checkpoint.npz").exists()
+    ckpt = tmp_path / "checkpoint.npz"
+    # agent.checkpoint starts a policy (e.g. a simulation's) from the trained parameters.
+    from agents.factory import make_policy
+
+    cfg.agent = AgentConfig(kind="neurosymbolic", hidden=8, checkpoint=str(ckpt))
+    loaded = make_policy(cfg, cfg.env.make(), np.random.default_rng(7))
+    saved = np.load(ckpt)
+    for k, v in loaded.params.items():
+        np.testing.assert_array_equal(v, saved[f"param/{k}"])
+    cfg.agent = AgentConfig(kind="neurosymbolic", hidden=16, checkpoint=str(ckpt))
+    with pytest.raises(ValueError, match=r"agent\.hidden"):
+        make_policy(cfg, cfg.env.make(), np.random.default_rng(7))
