@@ -73,6 +73,7 @@ class _EnvState:
     since: npt.NDArray[np.int64]  # (N,) steps since the agent's last refresh
     target: npt.NDArray[np.int64]  # (N,) target place at the last refresh
     rule: ScriptedPolicy  # the rule-based fallback's routine (keeps its own chat streaks)
+    env: TownEnv  # held so that its id() cannot be reused by another env while this entry lives
     profiles: list[PersonaProfile] = field(default_factory=list)
 
 
@@ -179,6 +180,7 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
                     since=np.zeros(n, dtype=np.int64),
                     target=np.full(n, -1, dtype=np.int64),
                     rule=ScriptedPolicy(env.groups),
+                    env=env,
                     profiles=_profiles(env),
                 )
                 self._envs[id(env)] = st
