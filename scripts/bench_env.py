@@ -2,12 +2,16 @@
 
 Prints one JSON line. Usage::
 
-    python scripts/bench_env.py [--steps 3000] [--repeats 3]
+    python scripts/bench_env.py [--steps 3000] [--repeats 3] [--group-size 16]
 
 Figures are agent-steps per second through the public PettingZoo ``step()``
 API (dict in, dicts out, numeric observations), best of ``--repeats`` runs,
 single process. Random actions are drawn beforehand so that the figure
-measures the env, not the sampler.
+measures the env, not the sampler. ``batched_vs_single`` compares the G
+episodes of a GRPO group (G = ``--group-size``, 25 agents) stepped as one
+batched NumPy program (``ga_env.batched.BatchedTownEnv``) with the same G envs
+stepped one by one through ``step_arrays``. For stable figures run it on one
+core: ``OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_env.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import numpy as np
 
 import ga_env
+from ga_env.batched import BatchedTownEnv
 
 
 def bench_parallel(env: Any, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
@@ -75,15 +80,48 @@ def bench_arrays(env: ga_env.TownEnv, steps: int, repeats: int, seed: int = 0) -
     return {"agents": n, "agent_steps_per_s": round(best, 1), "env_steps_per_s": round(best / n, 1)}
 
 
+def bench_batched(group_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
+    """G episodes of 25 agents: one ``BatchedTownEnv`` vs G ``TownEnv``s stepped one by one (best of ``repeats``)."""
+    batch = BatchedTownEnv(ga_env.parallel_env(obs_mode="box"), group_size)
+    envs = [ga_env.parallel_env(obs_mode="box") for _ in range(group_size)]
+    n = batch.num_agents
+    draws = np.random.default_rng(seed).integers(0, 4, (steps, group_size, n))
+    best_batched = best_single = 0.0
+    for _ in range(repeats):
+        batch.reset_arrays(seed)
+        start = time.perf_counter()
+        for t in range(steps):
+            if batch.step_arrays(draws[t])[3]:
+                batch.reset_arrays(seed)
+        best_batched = max(best_batched, steps * group_size * n / (time.perf_counter() - start))
+        for e in envs:
+            e.reset_arrays(seed)
+        start = time.perf_counter()
+        for t in range(steps):
+            for g, e in enumerate(envs):
+                if e.step_arrays(draws[t, g])[3]:
+                    e.reset_arrays(seed)
+        best_single = max(best_single, steps * group_size * n / (time.perf_counter() - start))
+    return {
+        "group_size": group_size,
+        "agents": n,
+        "batched_agent_steps_per_s": round(best_batched, 1),
+        "one_by_one_agent_steps_per_s": round(best_single, 1),
+        "speedup": round(best_batched / best_single, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--group-size", type=int, default=16)
     args = parser.parse_args()
     out: dict[str, Any] = {"bench": "env", "python": platform.python_version(), "numpy": np.__version__}
     for n in (8, 25):
         out[f"town_{n}"] = bench_parallel(ga_env.parallel_env(max_agents=n), args.steps, args.repeats)
     out["town_25_arrays"] = bench_arrays(ga_env.parallel_env(), args.steps, args.repeats)
+    out["batched_vs_single"] = bench_batched(args.group_size, max(args.steps // 10, 10), args.repeats)
     try:
         from mpe2 import simple_spread_v3
     except ImportError:
