@@ -81,6 +81,10 @@ therefore exactly its objective applied to its measured terms.
   ``text_obs`` (False), ``render_mode`` (``"ansi"`` | ``"rgb_array"`` | ``"human"``).
 * ``dynamics``: a :class:`Dynamics` or a mapping of its fields.
 
+**Batched episodes.** The dynamics are implemented once, on ``(E, N, ...)`` arrays, in
+:class:`ga_env.batched.BatchedTownEnv`; this env is its one-episode case. ``BatchedTownEnv(env, G)``
+steps G episodes as one NumPy program (a GRPO group) with the same trajectories as G envs.
+
 **Version history**
 
 * v0: first release.
