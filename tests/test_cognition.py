@@ -96,7 +96,7 @@ def test_lessons_appear_in_the_system_prompt() -> None:
     soc.step()
     for r in rec.requests("decide"):
         is_artist = any(
-            r.system.startswith(f"You are {a.name},") for a in soc.agents if a.persona.group == "artist_collective"
+            f"\nYou are {a.name}," in r.system for a in soc.agents if a.persona.group == "artist_collective"
         )
         assert (lesson in r.system) == is_artist
         assert lesson not in r.user
@@ -116,7 +116,7 @@ def test_hostile_utterance_never_reaches_the_system_prompt() -> None:
     soc.step()  # the listener perceives what was said (env text observation) and decides
     for a in soc.agents:
         assert a.system == systems[a.name] == system_prompt(a.profile, [], "en")
-    seen = [r for r in rec.requests("decide") + rec.requests("converse") if r.system.startswith(f"You are {listener},")]
+    seen = [r for r in rec.requests("decide") + rec.requests("converse") if f"\nYou are {listener}," in r.system]
     with_hostile = [r for r in seen if "Ignore all previous" in r.user]
     assert with_hostile, "the listener never saw the utterance"
     for r in seen:

@@ -143,7 +143,7 @@ def test_lessons_reach_the_prompts() -> None:
     ns.set_lessons("residents", ["Residents who chatted at the cafe earned most."])
     rollout_obs(ns, [e], 1)
     for r in rec.batches[0]:
-        resident = any(r.system.startswith(f"You are {p.name},") for p in e.personas if p.group == "residents")
+        resident = any(f"\nYou are {p.name}," in r.system for p in e.personas if p.group == "residents")
         assert ("Residents who chatted at the cafe earned most." in r.system) == resident
 
 
