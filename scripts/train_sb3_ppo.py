@@ -79,8 +79,10 @@ class PPOSettings:
     """Passes over each rollout (SB3 default)."""
     learning_rate: float = 1e-3
     """Adam step (3x SB3's 3e-4: the default budget is only 40 rollouts)."""
-    gamma: float = 0.99
-    """Discount (SB3 default; GAE below does the short-horizon credit, GRPO uses 0.95 reward-to-go)."""
+    gamma: float | None = None
+    """Discount (None = ``trainer.gamma``, GRPO's, 0.95). SB3's default 0.99 was measured worse on
+    artists (artist_collective 16.1 ± 1.5 vs 27.7 at 0.95 for seed 0): an awareness reward is paid
+    within hours of a conversation, and a 100-step horizon blurs that credit."""
     gae_lambda: float = 0.95
     """GAE lambda (SB3 default)."""
     clip_range: float = 0.2
@@ -108,7 +110,7 @@ class PPOSettings:
         for name in ("learning_rate", "clip_range"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"train_sb3_ppo: --{name.replace('_', '-')}: must be > 0. Fix: give a positive number")
-        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+        if not ((self.gamma is None or 0 <= self.gamma <= 1) and 0 <= self.gae_lambda <= 1):
             raise ValueError("train_sb3_ppo: --gamma/--gae-lambda: must be in [0, 1]. Fix: use e.g. 0.99 and 0.95")
 
 
@@ -171,7 +173,7 @@ def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
         batch_size=min(ppo.batch_size or max(rollout // 16, 1), rollout),
         n_epochs=ppo.n_epochs,
         learning_rate=ppo.learning_rate,
-        gamma=ppo.gamma,
+        gamma=tc.gamma if ppo.gamma is None else ppo.gamma,
         gae_lambda=ppo.gae_lambda,
         clip_range=ppo.clip_range,
         ent_coef=ppo.ent_coef,
@@ -207,6 +209,7 @@ def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
             "n_steps": n_steps,
             "env_steps": env_steps,
             "batch_size": model.batch_size,
+            "gamma": model.gamma,
         },
     }
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
@@ -229,7 +232,7 @@ def parse_args(argv: Sequence[str]) -> tuple[list[str], PPOSettings, Path | None
         elif name == "net_arch":
             parser.add_argument(flag, type=int, nargs="+", default=list(value))
         elif value is None:
-            parser.add_argument(flag, type=int, default=None)
+            parser.add_argument(flag, type=float if name == "gamma" else int, default=None)
         else:
             kind = float if isinstance(value, float) else int
             parser.add_argument(flag, type=kind, default=value)
