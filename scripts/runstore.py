@@ -10,7 +10,8 @@ A named run lives in ``<results>/runs/<name>/``::
                      fsync, os.replace) and versioned; the newest ``KEEP`` are kept
 
 A checkpoint is one ``.npz`` (a zip with a CRC per member) holding ``__state__``: the state tree
-as JSON with every NumPy array replaced by a reference to a member, plus a SHA-256 of that JSON.
+as UTF-8 JSON with every NumPy array replaced by a reference to a member, plus a SHA-256 of that
+JSON.
 A truncated or corrupt newest checkpoint is detected when it is read, reported with a clear
 message, and the previous good one is used.
 
@@ -132,7 +133,8 @@ def encode_checkpoint(state: Any, step: int) -> bytes:
     tree, arrays = pack(state)
     body = json.dumps({"format": FORMAT_VERSION, "step": step, "state": tree}, sort_keys=True)
     header = json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body})
-    members: dict[str, Any] = {"__state__": np.array(header), **arrays}
+    # UTF-8 bytes: a NumPy str array would store the JSON as UTF-32 (four times the size).
+    members: dict[str, Any] = {"__state__": np.frombuffer(header.encode(), dtype=np.uint8), **arrays}
     buf = io.BytesIO()
     np.savez(buf, **members)
     return buf.getvalue()
@@ -146,7 +148,7 @@ def decode_checkpoint(path: Path) -> tuple[int, Any]:
     """
     try:
         with np.load(path, allow_pickle=False) as z:
-            header = json.loads(str(z["__state__"]))
+            header = json.loads(z["__state__"].tobytes().decode())
             arrays = {k: z[k] for k in z.files if k != "__state__"}  # reading checks every member's CRC
     except Exception as e:  # any failure to parse is a damaged file (zip, npy header, CRC, JSON...)
         raise RunError(path, "file", f"corrupt or truncated checkpoint ({type(e).__name__}: {e})", "delete it") from e
