@@ -7,9 +7,10 @@
    after one warm-up step. What exceeds 1 is the client's CPU time (~5-10 ms per request for the
    ``openai`` client on this machine), so the ratio falls as L grows.
 2. ``local_latency``: the median latency of one constrained decision (move/chat/task/research,
-   with logprobs) of the ``local`` backend (SmolLM2-135M-Instruct, llama-cpp-python) on a cached
-   prompt prefix (the persona's system prompt), with ``--threads`` threads and with 1 thread,
-   plus the machine's load average, since llama.cpp's threads spin-wait on a busy machine.
+   with logprobs) of the ``local`` backend (SmolLM2-135M-Instruct, llama-cpp-python), with
+   ``--threads`` threads and with 1 thread, plus the machine's load average (llama.cpp's threads
+   spin-wait on a busy machine): ``short_suffix`` = on a cached prefix, only the prompt's last
+   tokens new; ``full_observation`` = a fresh ~250-token observation per call, as in the town.
 3. ``lesson_shift``: the same >= 100 decision prompts (10 personas x 10 moments of a day of the
    town) asked of the ``local`` backend without lessons and with lessons favouring one action
    (``--favour``, default chat). Reports the mean probability of that action (from the choice
@@ -20,12 +21,13 @@ The decision prompts are the personas' real ones: ``agents.cognition.execute.dec
 with the system prompt of ``agents.cognition.prompts.system_prompt`` and the env's text
 observation. No answer is cached (``llm.cache=false``).
 
-Usage: ``python scripts/bench_llm.py [--latency 0.5,1.0] [--prompts 100] [--favour chat] [--skip-local]``
+Usage: ``python scripts/bench_llm.py [--latency 0.5,1.0] [--prompts 100] [--favour chat] [--parts concurrency,local,shift]``
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -154,6 +156,7 @@ def bench_concurrency(latency: float, steps: int) -> dict[str, Any]:
         proc.wait(timeout=10)
     wall = statistics.median(walls)
     return {
+        "load_avg_1min": round(os.getloadavg()[0], 2),
         "agents": 25,
         "latency_s": latency,
         "step_wall_s": round(wall, 4),
@@ -166,22 +169,35 @@ def bench_concurrency(latency: float, steps: int) -> dict[str, Any]:
 
 
 def bench_local_latency(threads: int, n: int = 12) -> dict[str, Any]:
-    """Figure 2: median latency of a constrained decision on a cached system-prompt prefix."""
+    """Figure 2: median latency of one constrained decision of the local backend.
+
+    ``short_suffix``: the persona's decide prompt with only its last few tokens changing from call
+    to call (the cost of a decision on a cached prefix); ``full_observation``: a fresh observation
+    every call, as in the town, where the whole user message (~250 tokens) is new each step.
+    """
     profiles, texts = town_prompts(1, n + 1)
-    out: dict[str, Any] = {"load_avg_1min": round(os.getloadavg()[0], 2)}
+    profile, moments = profiles[0], texts[0]
+    base = request_for(profile, moments[0], [])
+    short = [
+        dataclasses.replace(base, user=f"{base.user}\n(Step {k}: the clock reads {8 + k // 6}:{k % 6}0.)")
+        for k in range(n + 1)
+    ]
+    full = [request_for(profile, text, []) for text in moments]
+    out: dict[str, Any] = {"load_avg_1min_before": round(os.getloadavg()[0], 2)}
     for nt in dict.fromkeys((threads, 1)):
         backend = make_backend(LLMConfig(backend="local", cache=False, n_threads=nt, n_ctx=1024))
-        backend.complete(request_for(profiles[0], texts[0][0], []))  # cold: fills the prefix
-        times = []
-        for text in texts[0][1:]:
-            t0 = time.perf_counter()
-            r = backend.complete(request_for(profiles[0], text, []))
-            times.append(time.perf_counter() - t0)
-            assert not r.fallback, r.error
-        out[f"median_s_threads{nt}"] = round(statistics.median(times), 4)
-        out[f"p90_s_threads{nt}"] = round(float(np.quantile(times, 0.9)), 4)
-        out["prompt_tokens"] = r.prompt_tokens
+        for name, requests in (("short_suffix", short), ("full_observation", full)):
+            backend.complete(requests[0])  # cold: fills the KV cache with the shared prefix
+            times = []
+            for r in requests[1:]:
+                t0 = time.perf_counter()
+                answer = backend.complete(r)
+                times.append(time.perf_counter() - t0)
+                assert not answer.fallback, answer.error
+            out[f"{name}_median_s_threads{nt}"] = round(statistics.median(times), 4)
+            out[f"{name}_prompt_tokens"] = answer.prompt_tokens
         backend.close()
+    out["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
     out["model"] = backend.model
     return out
 
@@ -251,17 +267,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=100, help="decision prompts per condition (>= 100)")
     parser.add_argument("--favour", default="chat", choices=sorted(FAVOURING), help="action the lessons favour")
     parser.add_argument("--shift-threads", type=int, default=1, help="threads for the lesson-shift run")
-    parser.add_argument("--skip-local", action="store_true", help="only the concurrency figure")
+    parser.add_argument(
+        "--parts", default="concurrency,local,shift", help="figures to run: concurrency, local, shift (comma-separated)"
+    )
     args = parser.parse_args(argv)
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    out: dict[str, Any] = {"concurrency": [bench_concurrency(float(x), args.steps) for x in args.latency.split(",")]}
-    progress(f"concurrency: {[c['ratio'] for c in out['concurrency']]}")
-    if not args.skip_local:
+    parts = set(args.parts.split(","))
+    out: dict[str, Any] = {}
+    if "concurrency" in parts:
+        out["concurrency"] = [bench_concurrency(float(x), args.steps) for x in args.latency.split(",")]
+        progress(f"concurrency: {[c['ratio'] for c in out['concurrency']]}")
+    if "local" in parts:
         out["local_latency"] = bench_local_latency(args.threads)
         progress(f"local latency: {out['local_latency']}")
+    if "shift" in parts:
         n_personas = 10
         n_moments = math.ceil(args.prompts / n_personas)
         out["lesson_shift"] = bench_lesson_shift(n_personas, n_moments, args.favour, args.shift_threads, progress)
