@@ -29,11 +29,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import dataclasses
+import hashlib
 import io
 import json
 import sys
 import tempfile
 import time
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,6 @@ import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from agents import RandomPolicy, ScriptedPolicy
@@ -53,19 +56,136 @@ from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_a
 from trainers.lessons import make_lessons
 from trainers.rollout import InProcessRollouts, RayRollouts
 
+
+def _import_summary_writer() -> Any:
+    """``tensorboardX.SummaryWriter``, imported without torch.
+
+    tensorboardX imports torch at import time whenever it is installed, only to recognise torch
+    tensors; we log NumPy values, and the import costs seconds of start-up on every run (and in
+    every Ray worker or subprocess test). Hiding torch during that one import keeps the writer
+    NumPy-only; torch stays importable afterwards.
+    """
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
+    try:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    finally:
+        if hide:
+            del sys.modules["torch"]
+
+
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never overlap training seeds (drawn below this)
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated or corrupt; the message names the file and the fix."""
+
+
+CHECKPOINT_FORMAT = 2
+"""Version of the checkpoint layout (2: checksum, lessons, previous checkpoint kept)."""
+
+
+def _digest(arrays: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.asarray(arrays[k])
+        h.update(k.encode())
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, arrays: dict[str, Any], config_yaml: str) -> None:
-    """Write ``arrays`` + the resolved config atomically: temp file, fsync, ``os.replace``."""
+    """Write ``arrays`` + the resolved config atomically (temp file, fsync, ``os.replace``).
+
+    The previous checkpoint is kept as ``<name>.prev.npz`` so that a checkpoint damaged after it
+    was written (disk full, a copy cut short) still leaves a good one to resume from. A SHA-256 of
+    the arrays is stored inside, so damage is detected on load rather than trained on.
+    """
+    arrays = {"config_yaml": np.array(config_yaml), "format": np.array(CHECKPOINT_FORMAT), **arrays}
     buf = io.BytesIO()
-    np.savez(buf, config_yaml=np.array(config_yaml), **arrays)
+    np.savez(buf, sha256=np.array(_digest(arrays)), **arrays)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(buf.getvalue())
         f.flush()
         os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
     os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the renames themselves durable
+    finally:
+        os.close(dir_fd)
+
+
+def previous_checkpoint(path: Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint before ``path``."""
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and verify one checkpoint file.
+
+    Raises:
+        CheckpointError: the file is missing, not a readable ``.npz``, or its checksum fails.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file: does not exist. Fix: give the checkpoint.npz of a run") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(
+            f"{path}: file: is truncated or not a checkpoint ({type(e).__name__}: {e}). "
+            f"Fix: resume from {previous_checkpoint(path).name} or another run"
+        ) from None
+    stored = str(arrays.pop("sha256", ""))
+    if stored and stored != _digest(arrays):
+        raise CheckpointError(
+            f"{path}: sha256: the contents do not match their checksum. "
+            f"Fix: resume from {previous_checkpoint(path).name} or another run"
+        )
+    return arrays
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The checkpoint at ``path`` (a file, or a run folder holding ``checkpoint.npz``), verified.
+
+    If it is missing or damaged and the previous one (``checkpoint.prev.npz``) is good, that one is
+    used with a warning naming the problem. Returns the arrays and the file actually read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.npz"
+    try:
+        return read_checkpoint(path), path
+    except CheckpointError as e:
+        prev = previous_checkpoint(path)
+        if not prev.exists():
+            raise
+        arrays = read_checkpoint(prev)
+        warnings.warn(f"{e} -- using the previous checkpoint {prev}", stacklevel=2)
+        return arrays, prev
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop rows after ``iteration`` (logged by a run killed before its next checkpoint)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip()]
+    keep = []
+    for line in rows:
+        try:
+            if json.loads(line).get("iteration", 0) <= iteration:
+                keep.append(line)
+        except json.JSONDecodeError:  # a line cut short by the kill
+            continue
+    path.write_text("".join(line + "\n" for line in keep))
 
 
 def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
@@ -80,16 +200,23 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     ref.params = policy.copy_params()  # frozen reference = the initial policy
     adam = Adam(policy.params, lr=tc.lr)
     start = 0
+    lessons_by_group: dict[str, list[str]] = {}
     if tc.resume:
-        ckpt = np.load(tc.resume)
+        ckpt, ckpt_path = load_checkpoint(tc.resume)
+        print(f"resuming from {ckpt_path} (iteration {int(ckpt['iteration'])})")
         for k in policy.params:
             policy.params[k] = ckpt[f"param/{k}"].copy()
             ref.params[k] = ckpt[f"ref/{k}"].copy()
             adam.m[k], adam.v[k] = ckpt[f"adam_m/{k}"].copy(), ckpt[f"adam_v/{k}"].copy()
         adam.t, start = int(ckpt["adam_t"]), int(ckpt["iteration"])
         rng.bit_generator.state = json.loads(str(ckpt["rng_state"]))
+        if "lessons" in ckpt:
+            lessons_by_group = json.loads(str(ckpt["lessons"]))
+            for name, lessons in lessons_by_group.items():
+                policy.set_lessons(name, lessons)
+        _truncate_metrics(out_dir / "metrics.jsonl", start)
 
-    writer = SummaryWriter(str(out_dir / "tb"))
+    writer = _import_summary_writer()(str(out_dir / "tb"))
     flat_cfg = {
         f"{sec}.{k}": v
         for sec in ("env", "agent", "llm", "trainer")
@@ -101,12 +228,12 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     metrics_file = (out_dir / "metrics.jsonl").open("a")
     teams = env.group_of  # (N,)
     g_size = tc.group_size
-    lessons_by_group: dict[str, list[str]] = {}
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
         arrays["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
+        arrays["lessons"] = np.array(json.dumps(lessons_by_group))
         for k in policy.params:
             arrays[f"param/{k}"], arrays[f"ref/{k}"] = policy.params[k], ref.params[k]
             arrays[f"adam_m/{k}"], arrays[f"adam_v/{k}"] = adam.m[k], adam.v[k]
