@@ -62,11 +62,19 @@ def validate_name(name: str, what: str = "--name") -> str:
 
 
 # -- state trees <-> JSON + arrays ---------------------------------------------------------------
-def pack(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """Split a tree of dicts/lists/scalars/arrays into a JSON-able tree and a dict of arrays."""
+def pack(tree: Any) -> tuple[str, dict[str, np.ndarray]]:
+    """Split a tree of dicts/lists/scalars/arrays into JSON text and a dict of arrays.
+
+    Every NumPy array becomes ``{"__array__": key}``; NumPy scalars become Python numbers. The C
+    JSON encoder does the walk (about 7x faster than a Python walk on a week of memories), so the
+    usual JSON rules apply: tuples come back as lists, and dict keys must be strings.
+
+    Raises:
+        TypeError: for a value that is neither JSON data nor a (non-object) NumPy array.
+    """
     arrays: dict[str, np.ndarray] = {}
 
-    def walk(x: Any) -> Any:
+    def extra(x: Any) -> Any:
         if isinstance(x, np.ndarray):
             if x.dtype == object:
                 raise TypeError("object arrays cannot be checkpointed; convert them to lists")
@@ -75,37 +83,20 @@ def pack(tree: Any) -> tuple[Any, dict[str, np.ndarray]]:
             return {"__array__": key}
         if isinstance(x, np.generic):
             return x.item()
-        if isinstance(x, Mapping):
-            out = {}
-            for k, v in x.items():
-                if not isinstance(k, str):
-                    raise TypeError(f"state keys must be strings, got {k!r}")
-                out[k] = walk(v)
-            if "__array__" in out or "__tuple__" in out:
-                raise TypeError("'__array__' and '__tuple__' are reserved state keys")
-            return out
-        if isinstance(x, tuple):
-            return {"__tuple__": [walk(v) for v in x]}
-        if isinstance(x, list):
-            return [walk(v) for v in x]
-        if x is None or isinstance(x, (bool, int, float, str)):
-            return x
         raise TypeError(f"cannot checkpoint a {type(x).__name__}")
 
-    return walk(tree), arrays
+    return json.dumps(tree, default=extra, sort_keys=True, allow_nan=True), arrays
 
 
-def unpack(tree: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+def unpack(text: str, arrays: Mapping[str, np.ndarray]) -> Any:
     """Inverse of :func:`pack`."""
-    if isinstance(tree, dict):
-        if set(tree) == {"__array__"}:
-            return arrays[tree["__array__"]]
-        if set(tree) == {"__tuple__"}:
-            return tuple(unpack(v, arrays) for v in tree["__tuple__"])
-        return {k: unpack(v, arrays) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [unpack(v, arrays) for v in tree]
-    return tree
+
+    def hook(d: dict[str, Any]) -> Any:
+        if len(d) == 1 and "__array__" in d:
+            return arrays[d["__array__"]]
+        return d
+
+    return json.loads(text, object_hook=hook)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -131,7 +122,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def encode_checkpoint(state: Any, step: int) -> bytes:
     """Serialise a state tree into checkpoint bytes (an ``.npz``)."""
     tree, arrays = pack(state)
-    body = json.dumps({"format": FORMAT_VERSION, "step": step, "state": tree}, sort_keys=True)
+    body = f'{{"format": {FORMAT_VERSION}, "step": {int(step)}, "state": {tree}}}'
     header = json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body})
     # UTF-8 bytes: a NumPy str array would store the JSON as UTF-32 (four times the size).
     members: dict[str, Any] = {"__state__": np.frombuffer(header.encode(), dtype=np.uint8), **arrays}
@@ -156,7 +147,7 @@ def decode_checkpoint(path: Path) -> tuple[int, Any]:
     if hashlib.sha256(body.encode()).hexdigest() != header.get("sha256"):
         raise RunError(path, "sha256", "checksum mismatch (corrupt checkpoint)", "delete it")
     try:
-        doc = json.loads(body)
+        doc = unpack(body, arrays)
         int(doc["step"])
     except (ValueError, KeyError, TypeError) as e:
         raise RunError(path, "__state__", f"unreadable state ({e})", "delete it") from e
@@ -167,7 +158,7 @@ def decode_checkpoint(path: Path) -> tuple[int, Any]:
             f"version {doc.get('format')!r} is not {FORMAT_VERSION}",
             "resume with the version of generative-agents-rl that wrote it, or start a new run",
         )
-    return int(doc["step"]), unpack(doc["state"], arrays)
+    return int(doc["step"]), doc["state"]
 
 
 # -- run folders ------------------------------------------------------------------------------------

@@ -48,12 +48,26 @@ def compose_config(overrides: Sequence[str]) -> Config:
     """The typed config from Hydra overrides, composed exactly as training does (``conf/config.yaml``)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="conf", version_base=None):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    return to_config(cfg)
+    try:
+        with initialize_config_module(config_module="conf", version_base=None):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        return to_config(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else None
+        detail = " ".join(str(e).split("\n")[0:1]) + (f" ({str(cause).splitlines()[0]})" if cause else "")
+        raise RunError(
+            "conf/config.yaml",
+            "overrides",
+            f"{detail}",
+            "write KEY=VALUE with a key of conf/schema.py and a value of its type (e.g. env.max_agents=8 llm=scripted)",
+        ) from None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def make_env(cfg: Config, start: str, stride: int | None, *, rich: bool = False) -> ga_env.TownEnv:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -34,11 +33,11 @@ def _create(results: Path, name: str, mind: str = "scripted", every: int = 10) -
 
 def test_pack_round_trip() -> None:
     tree = {"a": np.arange(3), "b": [1, "x", None, (2, np.float64(1.5))], "c": {"d": np.zeros((2, 2), np.int8)}}
-    json_tree, arrays = pack(tree)
-    json.dumps(json_tree)
-    back = unpack(json.loads(json.dumps(json_tree)), arrays)
-    assert back["b"] == [1, "x", None, (2, 1.5)]
+    text, arrays = pack(tree)
+    back = unpack(text, arrays)
+    assert back["b"] == [1, "x", None, [2, 1.5]]  # JSON rules: a tuple comes back as a list
     np.testing.assert_array_equal(back["c"]["d"], tree["c"]["d"])
+    assert back["c"]["d"].dtype == np.int8
     with pytest.raises(TypeError, match="cannot checkpoint"):
         pack({"x": object()})
 
@@ -125,6 +124,12 @@ def test_names_and_arguments_are_checked(tmp_path: Path, capsys: pytest.CaptureF
         _create(tmp_path, "dup")
     assert main(["--results", str(tmp_path), "--name", "dup", "--resume", "env.max_agents=3"]) == 2
     assert "keeps its own configuration" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path), "--name", "o1", "env.bogus=1"]) == 2
+    assert "overrides: Could not override 'env.bogus'" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path), "--name", "o2", "env.max_agents=abc"]) == 2
+    assert "could not be converted to Integer" in capsys.readouterr().err
+    assert main(["--results", str(tmp_path), "--name", "o3", "env.groups=[nobody]", "--mind", "scripted"]) == 2
+    assert "groups" in capsys.readouterr().err
 
 
 def test_trained_policy_checkpoint(tmp_path: Path) -> None:
