@@ -15,7 +15,9 @@
    town) asked of the ``local`` backend without lessons and with lessons favouring one action
    (``--favour``, default chat). Reports the mean probability of that action (from the choice
    logprobs) without and with, their paired difference with a 95% bootstrap interval, and the
-   share of prompts choosing it with 95% Wilson intervals.
+   share of prompts choosing it with 95% Wilson intervals. ``shift_shuffled`` (not run by
+   default) repeats it with the options listed in a random order per prompt, since small models
+   mostly pick the first listed option.
 
 The decision prompts are the personas' real ones: ``agents.cognition.execute.decide_request``
 with the system prompt of ``agents.cognition.prompts.system_prompt`` and the env's text
@@ -41,11 +43,12 @@ from typing import Any
 
 import numpy as np
 
-from agents.cognition.execute import decide_request
-from agents.cognition.prompts import PersonaProfile, system_prompt
+from agents.cognition.execute import OPTION_TEXT, decide_request
+from agents.cognition.prompts import PersonaProfile, quote, render, system_prompt
 from agents.generative import make_town
 from agents.llm import LLMRequest, ReliableBackend, make_backend
 from conf.schema import LLMConfig
+from ga_env import ACTION_NAMES
 
 GROUPS = ["artist_collective", "research_lab", "campaign_team", "residents"]
 ALL = np.ones(4, dtype=np.int64)
@@ -105,20 +108,39 @@ def town_prompts(n_personas: int, n_moments: int, seed: int = 0) -> tuple[list[P
     return [profiles[i] for i in pick], texts
 
 
-def request_for(profile: PersonaProfile, text: str, lessons: Sequence[str]) -> LLMRequest:
+def request_for(
+    profile: PersonaProfile, text: str, lessons: Sequence[str], order: Sequence[int] | None = None
+) -> LLMRequest:
+    """The persona's decide request; ``order`` lists the four options in another order in the prompt."""
     target = profile.task_places[0] if profile.task_places else profile.home
-    place = re.search(r" at Willowbrook:([^;]+);", text)
-    return decide_request(
+    place_match = re.search(r" at Willowbrook:([^;]+);", text)
+    place = place_match.group(1) if place_match else profile.home
+    activity = f"work on your task: {profile.persona.task}"
+    request = decide_request(
         system=system_prompt(profile, lessons, "en"),
         perceived=text,
-        place=place.group(1) if place else profile.home,
-        activity=f"work on your task: {profile.persona.task}",
+        place=place,
+        activity=activity,
         target=target,
         memories="(none)",
         mask=ALL,
         lang="en",
         fallback=lambda: "task",
     )
+    if order is None:
+        return request
+    user = render(
+        "en",
+        "decide",
+        perceived=quote(text, 900),
+        place=place,
+        activity=quote(activity, 120),
+        target=target,
+        memories="(none)",
+        options="; ".join(OPTION_TEXT["en"][i] for i in order),
+        choices=", ".join(ACTION_NAMES[i] for i in order),
+    )
+    return dataclasses.replace(request, user=user)
 
 
 def bench_concurrency(latency: float, steps: int) -> dict[str, Any]:
@@ -213,10 +235,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def bench_lesson_shift(
-    n_personas: int, n_moments: int, favour: str, threads: int, progress: Callable[[str], None]
+    n_personas: int, n_moments: int, favour: str, threads: int, progress: Callable[[str], None], shuffle: bool = False
 ) -> dict[str, Any]:
-    """Figure 3: P(favour) with vs without lessons over the same prompts (paired)."""
+    """Figure 3: P(favour) with vs without lessons over the same prompts (paired).
+
+    With ``shuffle``, each prompt lists the four options in a random order (the same in both
+    conditions): small models mostly pick the first listed option, which can hide the lessons.
+    """
     profiles, texts = town_prompts(n_personas, n_moments, seed=1)
+    order_rng = np.random.default_rng(2)
+    orders = [[order_rng.permutation(4).tolist() if shuffle else None for _ in m] for m in texts]
     backend: ReliableBackend = make_backend(LLMConfig(backend="local", cache=False, n_threads=threads, n_ctx=1024))
     probs: dict[str, list[float]] = {"none": [], "lessons": []}
     chosen: dict[str, list[str]] = {"none": [], "lessons": []}
@@ -224,8 +252,8 @@ def bench_lesson_shift(
     for j, (profile, moments) in enumerate(zip(profiles, texts, strict=True)):
         # persona by persona, condition by condition: the system prompt stays in the KV cache
         for cond, lessons in (("none", []), ("lessons", FAVOURING[favour])):
-            for text in moments:
-                r = backend.complete(request_for(profile, text, lessons))
+            for text, order in zip(moments, orders[j], strict=True):
+                r = backend.complete(request_for(profile, text, lessons, order))
                 assert r.choice_logprobs is not None and not r.fallback, r.error
                 probs[cond].append(math.exp(r.choice_logprobs[favour]))
                 chosen[cond].append(r.choice or "")
@@ -242,6 +270,7 @@ def bench_lesson_shift(
 
     return {
         "prompts": n,
+        "options_order": "shuffled per prompt" if shuffle else "fixed (move, chat, task, research)",
         "favoured": favour,
         "lessons": FAVOURING[favour],
         "mean_p_without": round(float(p0.mean()), 4),
@@ -268,7 +297,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--favour", default="chat", choices=sorted(FAVOURING), help="action the lessons favour")
     parser.add_argument("--shift-threads", type=int, default=1, help="threads for the lesson-shift run")
     parser.add_argument(
-        "--parts", default="concurrency,local,shift", help="figures to run: concurrency, local, shift (comma-separated)"
+        "--parts",
+        default="concurrency,local,shift",
+        help="figures to run: concurrency, local, shift, shift_shuffled (comma-separated)",
     )
     args = parser.parse_args(argv)
 
@@ -287,6 +318,12 @@ def main(argv: list[str] | None = None) -> None:
         n_personas = 10
         n_moments = math.ceil(args.prompts / n_personas)
         out["lesson_shift"] = bench_lesson_shift(n_personas, n_moments, args.favour, args.shift_threads, progress)
+    if "shift_shuffled" in parts:
+        n_personas = 10
+        n_moments = math.ceil(args.prompts / n_personas)
+        out["lesson_shift_shuffled"] = bench_lesson_shift(
+            n_personas, n_moments, args.favour, args.shift_threads, progress, shuffle=True
+        )
     print(json.dumps(out))
 
 
