@@ -59,7 +59,7 @@ def replay_in_browser(results: Path, name: str, screenshot: Path, shot_step: int
             moved = sorted(n for n in first if first[n] != later[n])
             # Pause, jump with the time slider, read the clock.
             driver.find_element("id", "play").click()
-            assert driver.execute_script("return window.replayState.playing") is False
+            wait_for(driver, "return window.replayState.playing === false", timeout=10)
             slide = "const s = document.getElementById('slider'); s.value = %d; s.dispatchEvent(new Event('input'));"
             driver.execute_script(slide % 3)
             wait_for(driver, "return window.replayState.step === 3")
