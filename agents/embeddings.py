@@ -180,13 +180,22 @@ _ERFC_COEF = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27
 
 
 def _erf(x: F32) -> F32:
+    # In-place float32 arithmetic: this is half of the encoder's time otherwise (temporaries).
     z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
+    t = z * np.float32(0.5)
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
     poly = np.full_like(t, _ERFC_COEF[-1])
     for c in _ERFC_COEF[-2:0:-1]:  # Horner, down to the linear coefficient
-        poly = poly * t + c
-    erfc = t * np.exp(poly * t + _ERFC_COEF[0] - z * z)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0).astype(x.dtype)
+        poly *= t
+        poly += np.float32(c)
+    poly *= t
+    poly += np.float32(_ERFC_COEF[0])
+    z *= z
+    poly -= z
+    np.exp(poly, out=poly)
+    poly *= t  # erfc(|x|)
+    return np.where(x >= 0, np.float32(1.0) - poly, poly - np.float32(1.0)).astype(x.dtype, copy=False)
 
 
 class MiniLMEmbedder:
