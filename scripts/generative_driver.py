@@ -207,8 +207,6 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
         dynamics=dyn or None,
     )
     llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
-    # The agent config's cognition fields (language, embedder) are optional until the schema has them.
-    lang = getattr(cfg.agent, "lang", "en")
-    embedder = make_embedder(getattr(cfg.agent, "embedder", "hashing"), backend=llm)
-    society = GenerativeSociety(env, llm, embedder, GenerativeConfig(lang=lang), seed=int(meta["seed"]))
+    embedder = make_embedder(cfg.agent.embedder, backend=llm)
+    society = GenerativeSociety(env, llm, embedder, GenerativeConfig(lang=cfg.agent.lang), seed=int(meta["seed"]))
     return GenerativeDriver(society, int(meta["seed"]))

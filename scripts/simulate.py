@@ -11,7 +11,7 @@ The workflow of the original Generative Agents, made reliable::
 Positional arguments are Hydra overrides of the training config (``conf/``): ``env.groups=[...]``,
 ``env.max_agents=8``, ``llm=scripted``, ``agent.hidden=...``. ``--mind`` picks who decides:
 ``scripted`` (the hand-written routine), ``random``, ``trained`` (a GRPO checkpoint, given by
-``agent.checkpoint=PATH`` or ``--policy-checkpoint PATH``) or ``generative`` (the LLM personas of
+``agent.checkpoint=PATH``) or ``generative`` (the LLM personas of
 ``agents.generative``, when installed).
 
 Run folders: ``<results>/runs/NAME/`` (see ``scripts/runstore.py``). A checkpoint is written every
@@ -202,12 +202,17 @@ class Simulation:
         *,
         start: str,
         stride: int | None,
-        mind: str,
+        mind: str | None = None,
         seed: int = 0,
         policy_checkpoint: str | None = None,
         checkpoint_every: int = 10,
     ) -> Simulation:
-        """Start a new named run (its step 0 is checkpointed at once)."""
+        """Start a new named run (its step 0 is checkpointed at once).
+
+        ``mind=None`` picks ``trained`` when a GRPO checkpoint is given (``policy_checkpoint`` or
+        ``agent.checkpoint=PATH`` in the overrides), else ``generative`` when installed, else
+        ``scripted``.
+        """
         store = RunStore(results, name)
         if store.exists():
             raise RunError(
@@ -222,13 +227,16 @@ class Simulation:
             raise RunError(
                 "argument", "--start", f"{start!r} is not a date and time", "write 'YYYY-MM-DD HH:MM'"
             ) from None
+        cfg = compose_config(overrides)
+        policy_checkpoint = policy_checkpoint or cfg.agent.checkpoint
+        if mind is None:
+            mind = "trained" if policy_checkpoint else ("generative" if generative_available() else "scripted")
         if mind not in MINDS:
             raise RunError("argument", "--mind", f"{mind!r} is unknown", f"use one of {', '.join(MINDS)}")
         if mind == "trained" and not policy_checkpoint:
             raise RunError(
                 "argument", "--mind trained", "needs a GRPO checkpoint", "add agent.checkpoint=PATH/checkpoint.npz"
             )
-        cfg = compose_config(overrides)
         meta: dict[str, Any] = {
             "name": name,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -343,23 +351,6 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     return args, list(args.overrides)
 
 
-def _split_checkpoint_override(overrides: list[str]) -> tuple[list[str], str | None]:
-    """Take ``agent.checkpoint=PATH`` out of the overrides when the config schema has no such field."""
-    from conf.schema import AgentConfig
-
-    has_field = any(f == "checkpoint" for f in AgentConfig.__dataclass_fields__)
-    path = None
-    rest = []
-    for o in overrides:
-        if o.startswith("agent.checkpoint="):
-            path = o.split("=", 1)[1] or None
-            if has_field:
-                rest.append(o)
-        else:
-            rest.append(o)
-    return rest, path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ga-simulate``; returns the exit code."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -371,11 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise RunError("argument", "--step", f"{args.step} is negative", "give a number of steps >= 0")
         if args.checkpoint_every < 0:
             raise RunError("argument", "--checkpoint-every", "is negative", "give 0 (only at the end) or N > 0")
-        overrides, ckpt = _split_checkpoint_override(overrides)
         if args.resume or args.fork:
             if args.resume and args.fork:
                 raise RunError("argument", "--resume/--fork", "both given", "use one: --resume NAME or --fork OTHER")
-            if overrides or ckpt or args.mind:
+            if overrides or args.mind:
                 raise RunError(
                     "argument",
                     "overrides",
@@ -387,16 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 sim = Simulation.fork(results, args.name, args.fork, checkpoint_every=args.checkpoint_every)
         else:
-            mind = args.mind or ("trained" if ckpt else ("generative" if generative_available() else "scripted"))
             sim = Simulation.create(
                 results,
                 args.name,
                 overrides,
                 start=args.start,
                 stride=args.stride,
-                mind=mind,
+                mind=args.mind,
                 seed=args.seed,
-                policy_checkpoint=ckpt,
                 checkpoint_every=args.checkpoint_every,
             )
         steps = args.step

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,9 +33,13 @@ def _create(results: Path, name: str, mind: str = "scripted", every: int = 10) -
 
 
 def test_pack_round_trip() -> None:
-    tree = {"a": np.arange(3), "b": [1, "x", None, (2, np.float64(1.5))], "c": {"d": np.zeros((2, 2), np.int8)}}
+    tree: dict[str, Any] = {
+        "a": np.arange(3),
+        "b": [1, "x", None, (2, np.float64(1.5))],
+        "c": {"d": np.zeros((2, 2), np.int8)},
+    }
     text, arrays = pack(tree)
-    back = unpack(text, arrays)
+    back: dict[str, Any] = unpack(text, arrays)
     assert back["b"] == [1, "x", None, [2, 1.5]]  # JSON rules: a tuple comes back as a list
     np.testing.assert_array_equal(back["c"]["d"], tree["c"]["d"])
     assert back["c"]["d"].dtype == np.int8
@@ -140,10 +145,13 @@ def test_trained_policy_checkpoint(tmp_path: Path) -> None:
     env = make_env(cfg, "2023-02-13 07:00", 10)
     policy = SoftmaxPolicy(env.obs_dim, len(env.groups), hidden=16, rng=np.random.default_rng(1))
     ckpt = tmp_path / "checkpoint.npz"
-    np.savez(ckpt, iteration=np.array(3), **{f"param/{k}": v for k, v in policy.params.items()})
+    arrays: dict[str, Any] = {f"param/{k}": v for k, v in policy.params.items()}
+    np.savez(ckpt, **arrays)
+    # agent.checkpoint=PATH alone picks the trained mind (no --mind needed).
     sim = Simulation.create(
-        tmp_path, "trained", SMALL, start="2023-02-13 07:00", stride=10, mind="trained", policy_checkpoint=str(ckpt)
+        tmp_path, "trained", [*SMALL, f"agent.checkpoint={ckpt}"], start="2023-02-13 07:00", stride=10
     )
+    assert sim.meta["mind"] == "trained"
     sim.run(5, progress=False)
     loaded = load_trained_policy(ckpt, env, np.random.default_rng(0))
     np.testing.assert_array_equal(loaded.params["w2"], policy.params["w2"])
