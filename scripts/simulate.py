@@ -91,21 +91,23 @@ def make_env(cfg: Config, start: str, stride: int | None, *, rich: bool = False)
 
 
 def load_trained_policy(path: str | Path, env: ga_env.TownEnv, rng: np.random.Generator) -> Any:
-    """A ``SoftmaxPolicy`` with the parameters of a GRPO ``checkpoint.npz`` (``param/<k>`` arrays).
+    """A ``SoftmaxPolicy`` with the parameters of a GRPO checkpoint (``param/<k>`` arrays).
+
+    The file (or a run folder holding ``checkpoint.npz``) is read and verified by the trainer's
+    :func:`trainers.grpo.load_checkpoint` (checksum; the previous checkpoint if the newest is damaged).
 
     Raises:
         RunError: if the file is missing or unreadable, or was trained on another town layout.
     """
     from agents import SoftmaxPolicy
+    from trainers.grpo import CheckpointError, load_checkpoint
 
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            params = {k[len("param/") :]: z[k].copy() for k in z.files if k.startswith("param/")}
-    except (OSError, ValueError) as e:
-        raise RunError(
-            path, "agent.checkpoint", f"cannot read it ({e})", "give the checkpoint.npz of a GRPO run"
-        ) from e
+        arrays, path = load_checkpoint(path)
+    except CheckpointError as e:
+        raise RunError(path, "agent.checkpoint", str(e), "give the checkpoint.npz of a GRPO run") from None
+    params = {k[len("param/") :]: np.asarray(v) for k, v in arrays.items() if k.startswith("param/")}
     if not params:
         raise RunError(path, "agent.checkpoint", "has no param/<name> arrays", "give the checkpoint.npz of a GRPO run")
     hidden = int(params["w1"].shape[2]) if "w1" in params else 0
