@@ -182,6 +182,7 @@ class Simulation:
         self.store, self.cfg, self.meta, self.society = store, cfg, meta, society
         self.checkpoint_every = checkpoint_every
         self.last_checkpoint = society.t
+        self._writer: tuple[int, int] | None = None  # (pid, step) of a background checkpoint writer
 
     @property
     def env(self) -> ga_env.TownEnv:
@@ -294,7 +295,12 @@ class Simulation:
 
     # -- running --
     def run(self, n: int, *, progress: bool = True) -> None:
-        """Simulate ``n`` more steps, checkpointing every ``checkpoint_every`` steps."""
+        """Simulate ``n`` more steps, checkpointing every ``checkpoint_every`` steps.
+
+        The periodic checkpoints inside the run are written by a forked child process (copy-on-write
+        snapshot, as Redis' BGSAVE does), so the simulation does not wait for serialising a week of
+        memories; the run waits for the last one before it returns.
+        """
         buffer: list[dict[str, Any]] = []
         bar = tqdm(total=n, desc=f"simulate {self.store.name}", unit="step", disable=not progress, file=sys.stderr)
         try:
@@ -306,17 +312,68 @@ class Simulation:
                 if self.checkpoint_every and self.step_count % self.checkpoint_every == 0:
                     self.store.append_steps(buffer)
                     buffer = []
-                    self.save(write_steps=False)
+                    self.save(background=True)
         finally:
             self.store.append_steps(buffer)
+            self.wait_for_checkpoint()
             bar.close()
 
-    def save(self, *, write_steps: bool = True) -> Path:
-        """Checkpoint now (atomic); returns the checkpoint's path."""
-        state = {"society": self.society.state_dict(), "saved": dt.datetime.now().isoformat(timespec="seconds")}
-        path = self.store.save_checkpoint(self.step_count, state)
-        self.last_checkpoint = self.step_count
+    def save(self, *, background: bool = False) -> Path:
+        """Checkpoint now (atomic); returns the checkpoint's path.
+
+        Args:
+            background: write it from a forked child process (POSIX) and return at once.
+        """
+        self.wait_for_checkpoint()
+        step = self.step_count
+        path = self.store.ckpt_dir / f"ckpt-{step:08d}.npz"
+        if background and hasattr(os, "fork"):
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the child: write the snapshot it inherited, then leave without cleanup
+                code = 1
+                try:
+                    _die_with_parent()
+                    self._write_checkpoint(step)
+                    code = 0
+                except BaseException as e:
+                    print(f"warning: background checkpoint of step {step} failed: {e}", file=sys.stderr)
+                finally:
+                    os._exit(code)
+            self._writer = (pid, step)
+        else:
+            self._write_checkpoint(step)
+        self.last_checkpoint = step
         return path
+
+    def _write_checkpoint(self, step: int) -> Path:
+        state = {"society": self.society.state_dict(), "saved": dt.datetime.now().isoformat(timespec="seconds")}
+        return self.store.save_checkpoint(step, state)
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait for a background checkpoint; if it failed, write it again in this process."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        pid, step = writer
+        _, status = os.waitpid(pid, 0)
+        if status != 0 and step == self.step_count:
+            self._write_checkpoint(step)  # the state is still that of the step: redo it here
+        elif status != 0:
+            print(f"warning: the checkpoint of step {step} was not written; the next one will be", file=sys.stderr)
+
+
+def _die_with_parent() -> None:
+    """Linux: the checkpoint writer dies with the simulation (a killed run leaves no writer behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def _config_dict(cfg: Config) -> dict[str, Any]:
