@@ -174,6 +174,9 @@ class _Flaky:
     def secrets(self) -> tuple[str, ...]:
         return ()
 
+    async def aclose(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

@@ -117,6 +117,9 @@ class LocalBackend:
     def secrets(self) -> tuple[str, ...]:
         return ()
 
+    async def aclose(self) -> None:
+        pass
+
     def close(self) -> None:
         with self._lock:
             self._llm.close()

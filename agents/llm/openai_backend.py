@@ -128,6 +128,11 @@ class OpenAIBackend:
             self._async[loop] = client
         return client
 
+    async def aclose(self) -> None:
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
     def close(self) -> None:
         with self._lock:
             if self._sync is not None:

@@ -91,6 +91,10 @@ class RawBackend(Protocol):
         """Values that must never appear in logs or errors (API keys)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release what belongs to the running event loop (async connections)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -187,7 +191,8 @@ class ReliableBackend:
                         response = self._check(request, await self._acall_inner(request))
         except LLMFault as fault:
             return self._fallback(request, fault)
-        self._store(key, response)
+        if key is not None:  # the atomic write fsyncs: keep it off the event loop
+            await asyncio.to_thread(self._store, key, response)
         return response
 
     def complete_many(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
@@ -223,6 +228,10 @@ class ReliableBackend:
             loop, self._loop = self._loop, None
             thread, self._loop_thread = self._loop_thread, None
         if loop is not None and thread is not None:
+            try:  # close the async connections that live on the private loop
+                asyncio.run_coroutine_threadsafe(self.inner.aclose(), loop).result(timeout=5)
+            except Exception as exc:
+                log.debug("closing %s's async client failed: %s", self.name, exc)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=5)
             loop.close()

@@ -43,5 +43,8 @@ class ScriptedBackend:
     def secrets(self) -> tuple[str, ...]:
         return ()
 
+    async def aclose(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
