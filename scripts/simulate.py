@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,8 +294,11 @@ class Simulation:
         return cls.resume(results, name, checkpoint_every=checkpoint_every, warn=warn)
 
     # -- running --
-    def run(self, n: int, *, progress: bool = True) -> None:
+    def run(self, n: int, *, progress: bool = True, on_step: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Simulate ``n`` more steps, checkpointing every ``checkpoint_every`` steps.
+
+        ``on_step(record)`` is called after each step (and its checkpoint, if due), e.g. for live
+        views or benchmarks.
 
         The periodic checkpoints inside the run are written by a forked child process (copy-on-write
         snapshot, as Redis' BGSAVE does), so the simulation does not wait for serialising a week of
@@ -313,6 +316,8 @@ class Simulation:
                     self.store.append_steps(buffer)
                     buffer = []
                     self.save(background=True)
+                if on_step is not None:
+                    on_step(record)
         finally:
             self.store.append_steps(buffer)
             self.wait_for_checkpoint()
