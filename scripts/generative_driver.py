@@ -107,6 +107,8 @@ class GenerativeDriver:
                 "prompt_tokens": usage.prompt_tokens,
                 "completion_tokens": usage.completion_tokens,
                 "fallbacks": usage.fallbacks,
+                "retries": usage.retries,
+                "faults": dict(usage.faults),
             },
         }
 

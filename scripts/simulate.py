@@ -322,6 +322,32 @@ class Simulation:
             self.store.append_steps(buffer)
             self.wait_for_checkpoint()
             bar.close()
+            self.write_usage()
+
+    def write_usage(self) -> dict[str, Any] | None:
+        """The LLM usage report of a generative run (None for other minds).
+
+        Written to ``<run>/usage.json`` (atomically) and as TensorBoard scalars in ``<run>/tb``
+        (``llm/calls``, ``llm/retries``, ``llm/fallbacks``, ``llm/faults/<kind>``...) at the
+        current step. The counts are those of the whole run, resumes included (the meter is
+        checkpointed).
+        """
+        llm = getattr(self.society, "llm", None)
+        usage = getattr(llm, "usage", None)
+        if usage is None:
+            return None
+        from scripts.runstore import atomic_write_bytes
+        from trainers.grpo import _import_summary_writer
+
+        report: dict[str, Any] = {"step": self.step_count, "backend": getattr(llm, "name", "?"), **usage.report()}
+        atomic_write_bytes(self.store.dir / "usage.json", json.dumps(report, indent=2).encode())
+        writer = _import_summary_writer()(str(self.store.dir / "tb"))
+        try:
+            for tag, value in usage.scalars().items():
+                writer.add_scalar(tag, value, self.step_count)
+        finally:
+            writer.close()
+        return report
 
     def save(self, *, background: bool = False) -> Path:
         """Checkpoint now (atomic); returns the checkpoint's path.
@@ -461,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from scripts.console import Console
 
             return Console(sim, progress=not args.no_progress).loop(sys.stdin, sys.stdout)
+        llm = getattr(sim.society, "llm", None)
+        if llm is not None and steps:
+            print(f"LLM usage ({llm.name}): {llm.usage.summary()}; report in {sim.store.dir / 'usage.json'}")
         print(f"run {sim.store.name}: {sim.step_count} steps, time {sim.env.now:%Y-%m-%d %H:%M}, in {sim.store.dir}")
         return 0
     except (RunError, ValueError, KeyError) as e:

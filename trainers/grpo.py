@@ -188,6 +188,11 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
+def _llm_usage(policy: Any) -> Any:
+    """The usage meter of the policy's LLM backend (shared by every policy of the process), if any."""
+    return getattr(policy, "llm_usage", None)
+
+
 def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     """Train, evaluate and write every artefact into ``out_dir``; returns the final evaluation."""
     tc = cfg.trainer
@@ -333,6 +338,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         if tc.eval_every and (it + 1) % tc.eval_every == 0 and it + 1 < tc.iterations:
             for name, v in eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)]).items():
                 row[f"eval/{name}/trained"] = v
+        usage = _llm_usage(policy)
+        if usage is not None:  # LLM calls, tokens, cost, retries, fallbacks and faults by kind
+            row.update(usage.scalars())
         for key, v in row.items():
             if key not in ("iteration", "env_seed"):
                 writer.add_scalar(key, v, it + 1)
@@ -356,6 +364,13 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         for name, v in per_group.items():
             writer.add_scalar(f"eval/{name}/{kind}", v, tc.iterations)
     report = {"experiment": cfg.experiment, "seed": tc.seed, "eval_seeds": seeds, "returns": results}
+    usage = _llm_usage(policy)
+    if usage is not None:
+        report["llm_usage"] = usage.report()
+        for key, v in usage.scalars().items():
+            writer.add_scalar(key, v, tc.iterations)
+        (out_dir / "llm_usage.json").write_text(json.dumps(usage.report(), indent=2))
+        print(f"LLM usage: {usage.summary()}")
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
     print(f"\nEvaluation ({cfg.experiment}, trainer.seed={tc.seed}, {len(seeds)} fresh seeds): mean return per agent")
     print(f"{'group':<20}{'trained':>10}{'random':>10}{'scripted':>10}")
