@@ -30,6 +30,7 @@ caller's to save.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import datetime as dt
@@ -50,6 +51,9 @@ from agents.llm.base import LLMBackend, LLMRequest, LLMResponse
 from agents.memory import MemoryNode, MemoryStream, RetrievalWeights, SpatialMemory
 from ga_env import ACTION_NAMES, TownEnv
 from ga_env.personas import Persona
+
+RECORDS_KEPT = 144
+"""Step records kept in memory by :class:`GenerativeSociety` (one day at the default stride)."""
 
 __all__ = ["GenerativeAgent", "GenerativeConfig", "GenerativeSociety", "make_town"]
 
@@ -245,7 +249,8 @@ class GenerativeSociety:
             self._by_name[env.possible_agents[i]] = i
             self._by_name[a.persona.first_name.lower()] = i
         self.step_count = 0
-        self.records: list[dict[str, Any]] = []
+        # The latest step records (the driver stores every step on disk; a week must not pile up here).
+        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECORDS_KEPT)
         self._obs: dict[str, Any] | None = None
         self._infos: dict[str, dict[str, Any]] = {}
 

@@ -22,6 +22,7 @@ perceives places.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -132,6 +133,8 @@ class MemoryStream:
         self._kind = np.zeros(cap, dtype=np.int8)  # (cap,) index into KINDS
         self.keyword_index: dict[str, list[int]] = {}
         self.poignancy_since_reflection = 0.0
+        self._node_json: list[bytes] = []  # serialised nodes (without last_accessed), for checkpoints
+        self._task_cache: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -236,21 +239,36 @@ class MemoryStream:
             ``(scores, candidate ids)``; each term is min-max normalised over the candidates.
         """
         m = len(self.nodes)
-        kind_ids = [KINDS.index(k) for k in kinds]
-        cand = np.flatnonzero(np.isin(self._kind[:m], kind_ids))  # (C,)
+        every = set(kinds) >= set(KINDS)
+        cand = np.arange(m) if every else np.flatnonzero(np.isin(self._kind[:m], [KINDS.index(k) for k in kinds]))
         w = self.weights
         f = len(focal_vectors)
         if not len(cand):
             return np.zeros((f, 0)), cand
-        hours = np.maximum(game_minutes(now) - self._accessed[cand], 0.0) / 60.0
+        pick = slice(None) if every else cand  # a view when every memory is a candidate (no copies)
+        hours = np.maximum(game_minutes(now) - self._accessed[:m][pick], 0.0) / 60.0
         recency = _minmax(w.decay**hours)  # (C,)
-        importance = _minmax(self._poignancy[cand])  # (C,)
-        emb = self._emb[cand]  # (C, E)
-        relevance = _minmax(np.asarray(focal_vectors, dtype=np.float32) @ emb.T)  # (F, C), per focal row
+        importance = _minmax(self._poignancy[:m][pick])  # (C,)
+        # Similarities over all m memories (a matrix product on a view), then the candidates' columns.
+        sims = np.asarray(focal_vectors, dtype=np.float32) @ self._emb[:m].T  # (F, m)
+        relevance = _minmax(sims[:, pick])  # (F, C), per focal row
         total = w.recency * recency + w.importance * importance + w.relevance * relevance
         if task_vector is not None and w.task:
-            total = total + w.task * _minmax(emb @ np.asarray(task_vector, dtype=np.float32))
+            total = total + w.task * _minmax(self._task_similarity(task_vector)[pick])
         return total, cand
+
+    def _task_similarity(self, task_vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``(m,)`` similarity of every memory to the task, computed once per memory (the task is fixed)."""
+        vec = np.asarray(task_vector, dtype=np.float32)
+        m = len(self.nodes)
+        cache = self._task_cache
+        if cache is None or not np.array_equal(cache[0], vec):
+            cache = (vec.copy(), np.zeros(0, dtype=np.float32))
+        done = len(cache[1])
+        if done < m:
+            cache = (cache[0], np.concatenate([cache[1], self._emb[done:m] @ cache[0]]))
+        self._task_cache = cache
+        return cache[1][:m]
 
     def retrieve(
         self,
@@ -297,10 +315,16 @@ class MemoryStream:
     def state_dict(self) -> dict[str, Any]:
         """Everything to restore the stream exactly: JSON-able nodes plus the embedding matrix."""
         m = len(self.nodes)
+        if len(self._node_json) < m:  # nodes never change but for last_accessed (kept in `accessed`)
+            for n in self.nodes[len(self._node_json) :]:
+                d = n.to_dict()
+                del d["last_accessed"]
+                self._node_json.append(json.dumps(d, ensure_ascii=False).encode() + b"\n")
         return {
             "embedder": self.embedder.name,
-            "nodes": [n.to_dict() for n in self.nodes],
-            "embeddings": self._emb[:m].copy(),
+            # JSON lines as bytes: append-only, so a checkpoint shares all but its newest blocks.
+            "nodes_jsonl": np.frombuffer(b"".join(self._node_json[:m]), dtype=np.uint8),
+            "embeddings": self._emb[:m],  # a view: rows < m never change (new rows go after them)
             "accessed": self._accessed[:m].copy(),
             "poignancy_since_reflection": self.poignancy_since_reflection,
         }
@@ -312,7 +336,13 @@ class MemoryStream:
                 f"memory: embedder: the checkpoint was embedded with {state['embedder']!r}, this run uses "
                 f"{self.embedder.name!r}. Fix: resume with the same agent.embedder"
             )
-        nodes = [MemoryNode.from_dict(d) for d in state["nodes"]]
+        lines = np.asarray(state["nodes_jsonl"], dtype=np.uint8).tobytes().split(b"\n")[:-1]
+        accessed = np.asarray(state["accessed"], dtype=np.float64)
+        nodes = []
+        for line, minutes in zip(lines, accessed, strict=True):
+            d = json.loads(line)
+            d["last_accessed"] = (EPOCH + dt.timedelta(minutes=float(minutes))).isoformat(timespec="minutes")
+            nodes.append(MemoryNode.from_dict(d))
         emb = np.asarray(state["embeddings"], dtype=np.float32).reshape(len(nodes), self.embedder.dim)
         self.__init__(self.embedder, self.weights)  # type: ignore[misc]
         cap = max(64, 1 << max(len(nodes) - 1, 1).bit_length())
@@ -322,7 +352,8 @@ class MemoryStream:
         self.nodes = nodes
         self._emb[:m] = emb
         self._created[:m] = [game_minutes(dt.datetime.fromisoformat(n.created)) for n in nodes]
-        self._accessed[:m] = np.asarray(state["accessed"], dtype=np.float64)
+        self._accessed[:m] = accessed
+        self._node_json = [line + b"\n" for line in lines]
         self._poignancy[:m] = [n.poignancy for n in nodes]
         self._kind[:m] = [KINDS.index(n.kind) for n in nodes]
         for n in nodes:

@@ -6,7 +6,8 @@
 Runs a named simulation in a temporary results folder through the same code as ``ga-simulate``
 (checkpoints every ``--checkpoint-every`` steps included) and prints ONE JSON line: per simulated
 day the mean, median and 95th-percentile step time (checkpoint steps included), the process's resident memory (RSS) at the end of the
-day, the size of the newest checkpoint and the number of memories held by the personas; and the
+day, the size of the newest checkpoint (its large arrays' completed blocks are shared files in
+the run's ``blobs/``, counted in ``blobs_mb``) and the number of memories held by the personas; and the
 day-7 / day-1 ratios. The scripted backend is instant, so the figures measure the simulation
 itself (memory streams, retrieval, planning, checkpoints), not a language model.
 """
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--personas", type=int, default=25)
     parser.add_argument("--mind", default="generative", choices=("generative", "scripted"))
     parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument(
+        "--background-checkpoints", action="store_true", help="write checkpoints from a forked child process"
+    )
     args = parser.parse_args(argv)
     overrides = [
         "env.groups=[artist_collective,research_lab,campaign_team,residents]",
@@ -69,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             mind=args.mind,
             checkpoint_every=args.checkpoint_every,
         )
+        sim.background_checkpoints = args.background_checkpoints
         per_day = 1440 // sim.env.stride
         days = []
         t_start = time.perf_counter()
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                     "step_ms_p95": round(1000 * float(np.percentile(times, 95)), 2),
                     "rss_mb": round(rss_mb(), 1),
                     "checkpoint_kb": round(ckpts[-1][1].stat().st_size / 1024, 1) if ckpts else 0.0,
+                    "blobs_mb": round(sum(b.stat().st_size for b in sim.store.blob_dir.glob("*.npy")) / 2**20, 1),
                     "memories": memories(sim),
                 }
             )

@@ -128,7 +128,7 @@ class GenerativeDriver:
         self.snapshot.restore(self.env, state["env"])
         self.society.load_state_dict(state["minds"])
         restore_usage(self.llm, state["usage"])
-        self.society.records = []
+        self.society.records.clear()
 
     # -- console accessors (text) --
     def _name(self, name: str) -> str:

@@ -9,9 +9,13 @@ A named run lives in ``<results>/runs/<name>/``::
                      society's minds, RNG states, LLM usage); written atomically (temp file,
                      fsync, os.replace) and versioned; the newest ``KEEP`` are kept
 
+    blobs/           <sha256>.npy: immutable blocks of the large arrays of the checkpoints
+                     (memory streams only grow at their end, so each checkpoint writes only the
+                     blocks completed since the last one); unreferenced blocks are deleted
+
 A checkpoint is one ``.npz`` (a zip with a CRC per member) holding ``__state__``: the state tree
-as UTF-8 JSON with every NumPy array replaced by a reference to a member, plus a SHA-256 of that
-JSON.
+as UTF-8 JSON with every NumPy array replaced by a reference to a member, the list of blocks of
+each large array, and a SHA-256 of both; each block is checked against its own SHA-256 on load.
 A truncated or corrupt newest checkpoint is detected when it is read, reported with a clear
 message, and the previous good one is used.
 
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the run folder and checkpoint format (bumped on an incompatible change)."""
 KEEP = 3
 """Checkpoints kept per run (older ones are deleted after a successful write)."""
@@ -119,11 +123,58 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def encode_checkpoint(state: Any, step: int) -> bytes:
-    """Serialise a state tree into checkpoint bytes (an ``.npz``)."""
+BLOB_MIN_BYTES = 1 << 17
+"""Arrays at least this large are stored in blocks in the run's ``blobs/`` folder (see below)."""
+BLOCK_BYTES = 1 << 17
+"""Target size of one block of a large array."""
+
+
+def _block_rows(arr: np.ndarray) -> int:
+    row = max(1, arr[:1].nbytes if arr.ndim > 1 and len(arr) else arr.itemsize)
+    return max(1, BLOCK_BYTES // row)
+
+
+def _blob_digest(block: np.ndarray) -> str:
+    h = hashlib.sha256(f"{block.dtype.str}{block.shape}".encode())
+    h.update(np.ascontiguousarray(block).data)
+    return h.hexdigest()
+
+
+def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> bytes:
+    """Serialise a state tree into checkpoint bytes (an ``.npz``).
+
+    With ``blob_dir``, every array of at least :data:`BLOB_MIN_BYTES` is cut along its first axis
+    into blocks of about :data:`BLOCK_BYTES`: each full block is a content-addressed file
+    ``blob_dir/<sha256>.npy`` written once (atomically) and shared by every later checkpoint, and
+    only the last, partial block stays in the checkpoint. A memory stream only grows at its end,
+    so a checkpoint of a week-long run writes the new memories, not the whole week again.
+    """
     tree, arrays = pack(state)
+    chunks: dict[str, dict[str, Any]] = {}
+    if blob_dir is not None:
+        for key in list(arrays):
+            arr = np.ascontiguousarray(arrays[key])
+            if arr.nbytes < BLOB_MIN_BYTES or arr.ndim == 0:
+                continue
+            rows = _block_rows(arr)
+            full = len(arr) // rows * rows
+            digests = []
+            for start in range(0, full, rows):
+                block = arr[start : start + rows]
+                digest = _blob_digest(block)
+                path = blob_dir / f"{digest}.npy"
+                if not path.exists():
+                    buf = io.BytesIO()
+                    np.save(buf, block, allow_pickle=False)
+                    blob_dir.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(path, buf.getvalue())
+                digests.append(digest)
+            chunks[key] = {"blocks": digests}
+            arrays[key] = arr[full:]  # the tail (possibly empty) stays in the checkpoint
     body = f'{{"format": {FORMAT_VERSION}, "step": {int(step)}, "state": {tree}}}'
-    header = json.dumps({"sha256": hashlib.sha256(body.encode()).hexdigest(), "body": body})
+    index = json.dumps(chunks, sort_keys=True)
+    digest = hashlib.sha256(f"{index}\n{body}".encode()).hexdigest()
+    header = json.dumps({"sha256": digest, "chunks": index, "body": body})
     # UTF-8 bytes: a NumPy str array would store the JSON as UTF-32 (four times the size).
     members: dict[str, Any] = {"__state__": np.frombuffer(header.encode(), dtype=np.uint8), **arrays}
     buf = io.BytesIO()
@@ -131,11 +182,28 @@ def encode_checkpoint(state: Any, step: int) -> bytes:
     return buf.getvalue()
 
 
-def decode_checkpoint(path: Path) -> tuple[int, Any]:
+def checkpoint_blobs(path: Path) -> set[str]:
+    """The blob digests a checkpoint refers to (empty if it cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(z["__state__"].tobytes().decode())
+        chunks = json.loads(header.get("chunks", "{}"))
+        return {d for c in chunks.values() for d in c["blocks"]}
+    except Exception:
+        return set()
+
+
+def decode_checkpoint(path: Path, blob_dir: Path | None = None) -> tuple[int, Any]:
     """Read and verify a checkpoint; returns ``(step, state)``.
 
+    Args:
+        path: the checkpoint file.
+        blob_dir: where its large arrays' blocks are (default: ``blobs/`` beside the checkpoints
+            folder); every block is checked against its SHA-256.
+
     Raises:
-        RunError: if the file is truncated, corrupt, of another format version, or unreadable.
+        RunError: if the file is truncated, corrupt, of another format version, unreadable, or
+            refers to a missing or damaged block.
     """
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -144,8 +212,26 @@ def decode_checkpoint(path: Path) -> tuple[int, Any]:
     except Exception as e:  # any failure to parse is a damaged file (zip, npy header, CRC, JSON...)
         raise RunError(path, "file", f"corrupt or truncated checkpoint ({type(e).__name__}: {e})", "delete it") from e
     body = header.get("body", "") if isinstance(header, dict) else ""
-    if hashlib.sha256(body.encode()).hexdigest() != header.get("sha256"):
+    index = header.get("chunks", "{}") if isinstance(header, dict) else "{}"
+    if not isinstance(body, str) or not isinstance(index, str):
+        raise RunError(path, "__state__", "unreadable header", "delete it")
+    if hashlib.sha256(f"{index}\n{body}".encode()).hexdigest() != header.get("sha256"):
         raise RunError(path, "sha256", "checksum mismatch (corrupt checkpoint)", "delete it")
+    blobs = blob_dir if blob_dir is not None else path.parent.parent / "blobs"
+    for key, chunk in json.loads(index).items():
+        parts = []
+        for digest in chunk["blocks"]:
+            blob = blobs / f"{digest}.npy"
+            try:
+                block = np.load(blob, allow_pickle=False)
+            except Exception as e:
+                raise RunError(blob, "file", f"missing or unreadable block of {path.name} ({e})", "delete it") from e
+            if _blob_digest(block) != digest:
+                raise RunError(blob, "sha256", f"checksum mismatch (corrupt block of {path.name})", "delete it")
+            parts.append(block)
+        if key not in arrays:
+            raise RunError(path, key, "missing array member", "delete it")
+        arrays[key] = np.concatenate([*parts, arrays[key]]) if parts else arrays[key]
     try:
         doc = unpack(body, arrays)
         int(doc["step"])
@@ -177,6 +263,7 @@ class RunStore:
         self.meta_path = self.dir / "meta.json"
         self.steps_path = self.dir / "steps.jsonl"
         self.ckpt_dir = self.dir / "checkpoints"
+        self.blob_dir = self.dir / "blobs"
 
     def exists(self) -> bool:
         """Whether the run has been created (its ``meta.json`` exists)."""
@@ -253,10 +340,34 @@ class RunStore:
     def save_checkpoint(self, step: int, state: Any) -> Path:
         """Write the checkpoint of ``step`` atomically and prune old ones; returns its path."""
         path = self.ckpt_dir / f"ckpt-{step:08d}.npz"
-        atomic_write_bytes(path, encode_checkpoint(state, step))
+        atomic_write_bytes(path, encode_checkpoint(state, step, self.blob_dir))
         for _, old in self.checkpoints()[:-KEEP]:
             old.unlink(missing_ok=True)
+        self.collect_blobs()
         return path
+
+    def collect_blobs(self) -> None:
+        """Delete the blocks no remaining checkpoint refers to (and stale temp files)."""
+        if not self.blob_dir.is_dir():
+            return
+        used: set[str] = set()
+        for _, ckpt in self.checkpoints():
+            used |= checkpoint_blobs(ckpt)
+        for blob in self.blob_dir.iterdir():
+            if (blob.suffix == ".npy" and blob.stem not in used) or blob.name.endswith(".tmp"):
+                blob.unlink(missing_ok=True)
+
+    def copy_checkpoint(self, path: Path) -> Path:
+        """Copy another run's checkpoint (and the blocks it refers to) into this run (``--fork``)."""
+        import shutil
+
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        for digest in checkpoint_blobs(path):
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path.parent.parent / "blobs" / f"{digest}.npy", self.blob_dir / f"{digest}.npy")
+        dst = self.ckpt_dir / path.name
+        shutil.copy2(path, dst)
+        return dst
 
     def load_latest(self, warn: Any = print) -> tuple[int, Any, Path]:
         """The newest readable checkpoint as ``(step, state, path)``.

@@ -26,7 +26,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -183,6 +182,7 @@ class Simulation:
         self.checkpoint_every = checkpoint_every
         self.last_checkpoint = society.t
         self._writer: tuple[int, int] | None = None  # (pid, step) of a background checkpoint writer
+        self.background_checkpoints = False  # periodic checkpoints from a forked child (see run())
 
     @property
     def env(self) -> ga_env.TownEnv:
@@ -289,7 +289,7 @@ class Simulation:
         meta = {k: v for k, v in meta.items() if k != "format"}
         meta.update(name=name, created=dt.datetime.now().isoformat(timespec="seconds"), forked_from=[other, step])
         dst.create(meta)
-        shutil.copy2(path, dst.ckpt_dir / path.name)
+        dst.copy_checkpoint(path)
         dst.append_steps(src.steps()[:step])
         return cls.resume(results, name, checkpoint_every=checkpoint_every, warn=warn)
 
@@ -300,9 +300,12 @@ class Simulation:
         ``on_step(record)`` is called after each step (and its checkpoint, if due), e.g. for live
         views or benchmarks.
 
-        The periodic checkpoints inside the run are written by a forked child process (copy-on-write
-        snapshot, as Redis' BGSAVE does), so the simulation does not wait for serialising a week of
-        memories; the run waits for the last one before it returns.
+        Checkpoints are incremental (the large arrays' completed blocks are shared files, see
+        ``scripts/runstore.py``), so they are written in this process by default. With
+        ``background_checkpoints = True`` they are written by a forked child process instead
+        (copy-on-write snapshot, as Redis' BGSAVE does); the run then waits for the last one
+        before it returns. On a week-long run the child's copy-on-write faults cost the
+        simulation more than the incremental write does (``scripts/bench_longrun.py``).
         """
         buffer: list[dict[str, Any]] = []
         bar = tqdm(total=n, desc=f"simulate {self.store.name}", unit="step", disable=not progress, file=sys.stderr)
@@ -315,7 +318,7 @@ class Simulation:
                 if self.checkpoint_every and self.step_count % self.checkpoint_every == 0:
                     self.store.append_steps(buffer)
                     buffer = []
-                    self.save(background=True)
+                    self.save(background=self.background_checkpoints)
                 if on_step is not None:
                     on_step(record)
         finally:

@@ -76,6 +76,22 @@ def test_society_reflects_and_stores_insights_with_evidence() -> None:
     assert rec.requests("reflect_focal") and rec.requests("reflect_insight")
 
 
+def test_rule_insights_do_not_grow_with_each_reflection() -> None:
+    # A long run reflects on its own insights again and again; the rule restates, never nests.
+    mem = MemoryStream(HashingEmbedder(64))
+    t = dt.datetime(2023, 2, 13, 9)
+    mem.add("event", "Theo Ortiz is chatting with Isabel Ortiz", when=t, poignancy=4)
+    for _ in range(20):
+        thoughts = mem.of_kind("thought") or mem.nodes
+        (insight,) = reflect.insight_rule("What do I know about theo?", thoughts[:1], 1)
+        mem.add("thought", insight["text"], when=t, poignancy=9, evidence=insight["evidence"])
+    assert mem.nodes[-1].description == "About theo: Theo Ortiz is chatting with Isabel Ortiz. It matters to me."
+    # Observations are preferred as evidence over earlier insights of the same poignancy.
+    mem.add("event", "Theo Ortiz is painting", when=t, poignancy=9)
+    (insight,) = reflect.insight_rule("What do I know about theo?", [mem.nodes[-2], mem.nodes[-1]], 1)
+    assert insight["evidence"] == [mem.nodes[-1].id]
+
+
 def test_every_step_asks_all_personas_in_one_batch() -> None:
     rec = Recorder()
     soc = society(rec)

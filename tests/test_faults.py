@@ -1,5 +1,7 @@
 """Long runs through a faulty LLM server: a simulation and a GRPO run at a 30% fault rate.
 
+(The GRPO run's server also requires a planted API key, which must appear in none of its files.)
+
 The loopback OpenAI-compatible server (``agents.llm.loopback``) injects every fault kind it knows
 (timeouts, HTTP 500/429/503, malformed JSON, empty content, an unknown action, an over-long
 answer, a dropped connection) into 30% of the chat completions. Both runs must complete, every
@@ -90,7 +92,9 @@ def test_simulation_of_10_personas_200_steps_at_30pct_faults(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_grpo_run_with_the_openai_backend_at_30pct_faults(tmp_path: Path) -> None:
-    with LoopbackServer(fault_rate=FAULT_RATE, hang_s=1.0, seed=12) as server:
+    # The server requires a planted API key, read from the environment: it must reach no file.
+    key = "sk-planted-0b8e6d2c4a1f3e5d"
+    with LoopbackServer(fault_rate=FAULT_RATE, hang_s=1.0, seed=12, api_key=key) as server:
         cmd = [
             sys.executable,
             "-m",
@@ -99,6 +103,7 @@ def test_grpo_run_with_the_openai_backend_at_30pct_faults(tmp_path: Path) -> Non
             "agent=neurosymbolic",
             "agent.decide_every=2",
             *_llm_overrides(server),
+            "llm.api_key_env=GA_TEST_KEY",
             "env.max_agents=8",
             "env.max_cycles=24",
             "trainer.iterations=3",
@@ -108,7 +113,7 @@ def test_grpo_run_with_the_openai_backend_at_30pct_faults(tmp_path: Path) -> Non
             "trainer.checkpoint_every=1",
             f"hydra.run.dir={tmp_path / 'run'}",
         ]
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), GA_TEST_KEY=key)
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         stats = server.stats()
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -119,6 +124,16 @@ def test_grpo_run_with_the_openai_backend_at_30pct_faults(tmp_path: Path) -> Non
     assert "LLM usage:" in proc.stdout
     assert abs(sum(stats["injected"].values()) / stats["served"]["chat"] - FAULT_RATE) < 0.08
     _check_counts(report, stats["injected"], _tb_scalars(out / "tb"))
+    assert report["fallbacks_by_fault"].get("http_4xx", 0) == 0  # the key was sent and accepted
+    # The key is in none of the run's files (.hydra/, TensorBoard with its hparams text, checkpoint,
+    # metrics, usage report) nor in the output; only the variable's NAME is recorded.
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(".hydra" in p.parts for p in files) and any("tfevents" in p.name for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert key.encode() not in data and key.encode("utf-32-le") not in data, path
+    assert key not in proc.stdout + proc.stderr
+    assert "GA_TEST_KEY" in (out / ".hydra" / "config.yaml").read_text()
     # The per-iteration rows carry the running counts too.
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and all("llm/fallbacks" in r for r in rows)

@@ -104,6 +104,43 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path) -> None:
             assert step == 3 and state["x"] == 1 and list(state["y"]) == list(range(50))
 
 
+def test_large_arrays_go_to_shared_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scripts.runstore as rs
+
+    monkeypatch.setattr(rs, "BLOB_MIN_BYTES", 1024)
+    monkeypatch.setattr(rs, "BLOCK_BYTES", 2048)
+    sim = _create(tmp_path, "g", "generative", every=5)
+    sim.run(20, progress=False)
+    store = sim.store
+    blobs = sorted(p.name for p in store.blob_dir.iterdir())
+    assert blobs and all(p.endswith(".npy") for p in blobs)
+    refs = [rs.checkpoint_blobs(p) for _, p in store.checkpoints()]
+    assert refs[0] and refs[0] <= refs[-1]  # a later checkpoint reuses the earlier blocks
+    assert set().union(*refs) == {b.removesuffix(".npy") for b in blobs}  # nothing unreferenced kept
+    # Resume through the blocks is exact.
+    full = _create(tmp_path, "g_full", "generative", every=0)
+    full.run(25, progress=False)
+    full.save()
+    resumed = Simulation.resume(tmp_path, "g", warn=lambda m: None)
+    resumed.run(5, progress=False)
+    assert resumed.store.steps() == full.store.steps()
+    # A damaged block is detected; the checkpoints that need it are skipped with a clear message.
+    newest = store.checkpoints()[-1][1]
+    only_newest = sorted(rs.checkpoint_blobs(newest) - set().union(*refs[:-1]))
+    victim = store.blob_dir / f"{(only_newest or sorted(refs[-1]))[-1]}.npy"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(RunError, match="block"):
+        rs.decode_checkpoint(newest)
+    warnings: list[str] = []
+    store.load_latest(warn=warnings.append)
+    assert warnings and "block" in warnings[0]
+    # A fork copies the blocks it needs.
+    fork = Simulation.fork(tmp_path, "g_fork", "g_full", warn=lambda m: None)
+    assert fork.step_count == 25 and any(fork.store.blob_dir.iterdir())
+
+
 def test_fork_starts_from_the_other_run(tmp_path: Path) -> None:
     base = _create(tmp_path, "base")
     base.run(20, progress=False)

@@ -8,6 +8,7 @@ stored as ``thought`` memories with the ids of the memories they rest on as evid
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -44,14 +45,22 @@ def focal_request(system: str, nodes: Sequence[MemoryNode], n: int, lang: str) -
     )
 
 
+_WRAPPED = re.compile(r"^(?:About [^:]{1,80}: )+|(?:\. It matters to me\.)+$")
+
+
 def insight_rule(question: str, nodes: Sequence[MemoryNode], n: int) -> list[dict[str, Any]]:
-    """Insights from the most poignant retrieved memories, citing them."""
-    best = sorted(nodes, key=lambda x: (-x.poignancy, -x.id))[: max(n, 1) * 2]
+    """Insights from the most poignant retrieved memories, citing them.
+
+    Observations (events, chats) come before earlier insights, and an insight drawn from an
+    insight restates its core rather than wrapping it again, so that the rule's thoughts do not
+    grow longer with every reflection of a long run.
+    """
+    best = sorted(nodes, key=lambda x: (x.kind == "thought", -x.poignancy, -x.id))[: max(n, 1) * 2]
+    subject = question.removeprefix("What do I know about ").rstrip("?")
     out = []
-    for k in range(min(n, len(best))):
-        node = best[k]
-        subject = question.removeprefix("What do I know about ").rstrip("?")
-        out.append({"text": f"About {subject}: {node.description}. It matters to me.", "evidence": [node.id]})
+    for node in best[:n]:
+        core = _WRAPPED.sub("", node.description) if node.kind == "thought" else node.description
+        out.append({"text": f"About {subject}: {core}. It matters to me.", "evidence": [node.id]})
     return out
 
 

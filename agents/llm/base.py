@@ -16,6 +16,7 @@ Fault kinds (strings, used as counter keys): see :data:`FAULT_KINDS`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -281,13 +282,25 @@ def schema_problem(obj: Any, schema: Mapping[str, Any]) -> str | None:
     import jsonschema
 
     try:
-        jsonschema.validate(obj, schema)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        return f"{where}: {exc.message[:120]}"
+        validator = _validator(json.dumps(schema, sort_keys=True, default=str))
     except jsonschema.SchemaError as exc:  # the caller's schema is wrong, not the answer
         raise ValueError(f"LLMRequest: schema: invalid JSON schema ({exc.message}). Fix: the request's schema") from exc
-    return None
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"{where}: {error.message[:120]}"
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(schema_json: str) -> Any:
+    """A checked validator of one schema, built once (checking a schema costs far more than using it)."""
+    import jsonschema
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def default_answer(request: LLMRequest) -> str | dict[str, Any]:
