@@ -295,8 +295,7 @@ class MemoryStream:
         vecs = self.embedder.embed(list(focal_points) + ([task] if task else []))
         total, cand = self.scores(vecs[: len(focal_points)], vecs[-1] if task else None, now, kinds)
         k = min(top_k or self.weights.top_k, len(cand))
-        # Higher score first; ties go to the newer memory (stable sort over reversed candidates).
-        order = len(cand) - 1 - np.argsort(-total[:, ::-1], axis=1, kind="stable")[:, :k]  # (F, k)
+        order = top_k_newest_first(total, k)  # (F, k) column indices into cand
         out: dict[str, list[MemoryNode]] = {}
         touched: set[int] = set()
         for row, fp in enumerate(focal_points):
@@ -324,7 +323,7 @@ class MemoryStream:
             "embedder": self.embedder.name,
             # JSON lines as bytes: append-only, so a checkpoint shares all but its newest blocks.
             "nodes_jsonl": np.frombuffer(b"".join(self._node_json[:m]), dtype=np.uint8),
-            "embeddings": self._emb[:m],  # a view: rows < m never change (new rows go after them)
+            "embeddings": _frozen(self._emb[:m]),  # rows < m never change (new rows go after them)
             "accessed": self._accessed[:m].copy(),
             "poignancy_since_reflection": self.poignancy_since_reflection,
         }
@@ -360,6 +359,34 @@ class MemoryStream:
             for kw in n.keywords:
                 self.keyword_index.setdefault(kw, []).append(n.id)
         self.poignancy_since_reflection = float(state["poignancy_since_reflection"])
+
+
+def _frozen(view: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """A read-only view: its rows never change while its base lives (checkpoints may cache their digests)."""
+    view = view.view()
+    view.flags.writeable = False
+    return view
+
+
+def top_k_newest_first(total: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
+    """``(F, k)`` column indices of each row's ``k`` highest scores, best first; ties go to the
+    higher index (the newer memory), exactly as a stable sort of the reversed row would.
+
+    A partial selection first (``np.partition``: the k-th highest score of each row), then a
+    stable sort of only the columns at or above it, so the cost grows with the stream's length
+    only through a linear-time selection.
+    """
+    f, c = total.shape
+    rev = -total[:, ::-1]  # (F, C): ascending order = best first; newer memories first among ties
+    if k >= c:
+        return c - 1 - np.argsort(rev, axis=1, kind="stable")[:, :k]
+    kth = np.partition(rev, k - 1, axis=1)[:, k - 1 : k]  # (F, 1)
+    out = np.empty((f, k), dtype=np.int64)
+    for row in range(f):
+        cols = np.flatnonzero(rev[row] <= kth[row, 0])  # the top k plus any ties at the k-th score
+        best = cols[np.argsort(rev[row, cols], kind="stable")[:k]]
+        out[row] = c - 1 - best
+    return out
 
 
 def _minmax(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:

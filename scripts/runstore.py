@@ -31,6 +31,7 @@ import json
 import os
 import re
 import tempfile
+import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,31 @@ def _blob_digest(block: np.ndarray) -> str:
     return h.hexdigest()
 
 
+_DIGESTS: dict[tuple[int, int, str, tuple[int, ...]], tuple[weakref.ref[Any], str]] = {}
+
+
+def _block_digest(block: np.ndarray) -> str:
+    """:func:`_blob_digest`, remembered for blocks of **read-only** views of a living base array.
+
+    A read-only view promises that its content does not change while its base array lives (e.g.
+    the completed rows of a memory stream's embeddings), so the same block of the same base need
+    not be hashed again at every checkpoint. Writeable arrays are always hashed.
+    """
+    base = block.base
+    if block.flags.writeable or not isinstance(base, np.ndarray) or not block.flags.c_contiguous:
+        return _blob_digest(block)
+    key = (id(base), block.__array_interface__["data"][0], block.dtype.str, block.shape)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0]() is base:
+        return hit[1]
+    digest = _blob_digest(block)
+    if len(_DIGESTS) > 100_000:
+        for k in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
+            del _DIGESTS[k]
+    _DIGESTS[key] = (weakref.ref(base), digest)
+    return digest
+
+
 def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> bytes:
     """Serialise a state tree into checkpoint bytes (an ``.npz``).
 
@@ -153,7 +179,7 @@ def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> by
     chunks: dict[str, dict[str, Any]] = {}
     if blob_dir is not None:
         for key in list(arrays):
-            arr = np.ascontiguousarray(arrays[key])
+            arr = arrays[key] if arrays[key].flags.c_contiguous else np.ascontiguousarray(arrays[key])
             if arr.nbytes < BLOB_MIN_BYTES or arr.ndim == 0:
                 continue
             rows = _block_rows(arr)
@@ -161,7 +187,7 @@ def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> by
             digests = []
             for start in range(0, full, rows):
                 block = arr[start : start + rows]
-                digest = _blob_digest(block)
+                digest = _block_digest(block)
                 path = blob_dir / f"{digest}.npy"
                 if not path.exists():
                     buf = io.BytesIO()

@@ -184,3 +184,15 @@ def test_spatial_memory() -> None:
     t = SpatialMemory()
     t.load_state_dict(s.state_dict())
     assert t.tree == s.tree and "easel" in t.describe()
+
+
+def test_top_k_selection_equals_a_stable_sort_with_ties() -> None:
+    from agents.memory import top_k_newest_first
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        f, c = int(rng.integers(1, 4)), int(rng.integers(1, 80))
+        total = rng.integers(0, 6, size=(f, c)).astype(np.float64) / 5  # many ties
+        k = int(rng.integers(1, c + 5))
+        reference = c - 1 - np.argsort(-total[:, ::-1], axis=1, kind="stable")[:, : min(k, c)]
+        np.testing.assert_array_equal(top_k_newest_first(total, min(k, c)), reference)

@@ -141,6 +141,29 @@ def test_large_arrays_go_to_shared_blocks(tmp_path: Path, monkeypatch: pytest.Mo
     assert fork.step_count == 25 and any(fork.store.blob_dir.iterdir())
 
 
+def test_block_digests_are_remembered_only_for_read_only_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import scripts.runstore as rs
+
+    monkeypatch.setattr(rs, "BLOB_MIN_BYTES", 64)
+    monkeypatch.setattr(rs, "BLOCK_BYTES", 64)
+    base = np.arange(64, dtype=np.float64).reshape(32, 2)
+    frozen = base[:24].view()
+    frozen.flags.writeable = False
+    rs.encode_checkpoint({"a": frozen}, 1, tmp_path)
+    first = set(tmp_path.iterdir())
+    rs.encode_checkpoint({"a": frozen}, 2, tmp_path)
+    assert set(tmp_path.iterdir()) == first  # the same blocks, nothing new
+    writeable = base.copy()
+    rs.encode_checkpoint({"a": writeable}, 3, tmp_path)
+    writeable[0, 0] = -1.0  # changed in place: must be hashed again, not served from memory
+    data = rs.encode_checkpoint({"a": writeable}, 4, tmp_path)
+    (tmp_path / "ck").mkdir()
+    ckpt = tmp_path / "ck" / "x.npz"
+    ckpt.write_bytes(data)
+    _, state = rs.decode_checkpoint(ckpt, blob_dir=tmp_path)
+    np.testing.assert_array_equal(state["a"], writeable)
+
+
 def test_fork_starts_from_the_other_run(tmp_path: Path) -> None:
     base = _create(tmp_path, "base")
     base.run(20, progress=False)
