@@ -83,6 +83,8 @@ class GenerativeConfig:
     """Retrieved memories shown in decision and conversation prompts."""
     temperature: float = 0.0
     weights: RetrievalWeights = field(default_factory=RetrievalWeights)
+    memory_capacity: int | None = None
+    """Most memories a persona keeps (None = never forget, as in the paper); see ``MemoryStream.forget``."""
 
     def __post_init__(self) -> None:
         if self.lang not in LANGS:
@@ -143,7 +145,7 @@ class GenerativeAgent:
 
     def __init__(self, profile: PersonaProfile, embedder: Embedder, cfg: GenerativeConfig) -> None:
         self.profile, self.cfg = profile, cfg
-        self.memory = MemoryStream(embedder, cfg.weights)
+        self.memory = MemoryStream(embedder, cfg.weights, cfg.memory_capacity)
         self.spatial = SpatialMemory()
         for place in profile.places:
             self.spatial.learn(place)
@@ -470,6 +472,9 @@ class GenerativeSociety:
             record_agents[a.name]["reward"] = float(rewards.get(env.possible_agents[i], 0.0))
         self.step_count += 1
         self.records.append(record)
+        if cfg.memory_capacity is not None:
+            for a in self.agents:
+                a.memory.forget(now)
         if not env.agents:  # the episode ended: a new day of the same lives
             self.reset(self.seed + self.step_count)
         return record

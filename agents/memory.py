@@ -25,7 +25,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,8 @@ __all__ = ["KINDS", "MemoryNode", "MemoryStream", "RetrievalWeights", "SpatialMe
 
 KINDS: tuple[str, ...] = ("event", "thought", "chat")
 EPOCH = dt.datetime(2000, 1, 1)
+KEEP_NEWEST = 32
+"""Newest memories a bounded stream never forgets (the persona's short-term context)."""
 _STOP = frozenset(
     "a an the and or of to in on at for with by is are was were be been it its this that as from "
     "i you he she they we his her their my your our me him them is idle".split()
@@ -121,9 +123,17 @@ class MemoryStream:
         weights: retrieval weights.
     """
 
-    def __init__(self, embedder: Embedder, weights: RetrievalWeights | None = None) -> None:
+    def __init__(
+        self, embedder: Embedder, weights: RetrievalWeights | None = None, capacity: int | None = None
+    ) -> None:
+        if capacity is not None and capacity < 2 * KEEP_NEWEST:
+            raise ValueError(
+                f"memory: capacity: {capacity} is too small. Fix: use at least {2 * KEEP_NEWEST} (or null: never forget)"
+            )
         self.embedder = embedder
         self.weights = weights or RetrievalWeights()
+        self.capacity = capacity
+        self.forgotten = 0
         self.nodes: list[MemoryNode] = []
         cap = 64
         self._emb = np.zeros((cap, embedder.dim), dtype=np.float32)  # (cap, E)
@@ -205,6 +215,48 @@ class MemoryStream:
             self.keyword_index.setdefault(kw, []).append(i)
         self.poignancy_since_reflection += node.poignancy
         return node
+
+    # -- forgetting ------------------------------------------------------------------------------
+    def forget(self, now: dt.datetime) -> int:
+        """Bound the stream to ``capacity`` memories (no-op when ``capacity`` is None); returns how many went.
+
+        Runs when the stream exceeds ``capacity`` by a quarter (so its cost is amortised), and
+        keeps the :data:`KEEP_NEWEST` newest memories plus the most *retrievable* others: the
+        query-independent part of retrieval, ``importance + recency`` (weights and min-max
+        normalisation as :meth:`scores`; ties keep the newer). Survivors are renumbered in order
+        (ids stay indices); a thought's evidence keeps the ids of the survivors it cites. The
+        arrays are rebuilt as new arrays, never overwritten (checkpoint views stay valid).
+        """
+        m = len(self.nodes)
+        if self.capacity is None or m <= self.capacity + max(KEEP_NEWEST, self.capacity // 4):
+            return 0
+        w = self.weights
+        hours = np.maximum(game_minutes(now) - self._accessed[:m], 0.0) / 60.0
+        score = w.importance * _minmax(self._poignancy[:m]) + w.recency * _minmax(w.decay**hours)
+        score[m - KEEP_NEWEST :] = np.inf
+        keep = np.sort(top_k_newest_first(score[None, :], self.capacity)[0])  # (capacity,) old ids, in order
+        new_id = np.full(m, -1, dtype=np.int64)
+        new_id[keep] = np.arange(len(keep))
+        nodes = []
+        for old in keep.tolist():
+            node = self.nodes[old]
+            evidence = tuple(int(new_id[e]) for e in node.evidence if new_id[e] >= 0)
+            nodes.append(replace(node, id=len(nodes), evidence=evidence))
+        cap = len(self._created)
+        for name in ("_emb", "_created", "_accessed", "_poignancy", "_kind"):
+            arr = getattr(self, name)
+            fresh = np.zeros_like(arr[:cap])
+            fresh[: len(keep)] = arr[keep]
+            setattr(self, name, fresh)
+        self.nodes = nodes
+        self.keyword_index = {}
+        for n in nodes:
+            for kw in n.keywords:
+                self.keyword_index.setdefault(kw, []).append(n.id)
+        self._node_json = []
+        self._task_cache = None
+        self.forgotten += m - len(keep)
+        return m - len(keep)
 
     # -- reading -------------------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[MemoryNode]:
@@ -326,6 +378,7 @@ class MemoryStream:
             "embeddings": _frozen(self._emb[:m]),  # rows < m never change (new rows go after them)
             "accessed": self._accessed[:m].copy(),
             "poignancy_since_reflection": self.poignancy_since_reflection,
+            "forgotten": self.forgotten,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -343,7 +396,8 @@ class MemoryStream:
             d["last_accessed"] = (EPOCH + dt.timedelta(minutes=float(minutes))).isoformat(timespec="minutes")
             nodes.append(MemoryNode.from_dict(d))
         emb = np.asarray(state["embeddings"], dtype=np.float32).reshape(len(nodes), self.embedder.dim)
-        self.__init__(self.embedder, self.weights)  # type: ignore[misc]
+        self.__init__(self.embedder, self.weights, self.capacity)  # type: ignore[misc]
+        self.forgotten = int(state.get("forgotten", 0))
         cap = max(64, 1 << max(len(nodes) - 1, 1).bit_length())
         while len(self._created) < cap:
             self._grow()

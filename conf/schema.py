@@ -100,6 +100,8 @@ class AgentConfig:
     """Memory embeddings: ``hashing`` (offline, instant), ``minilm`` (all-MiniLM-L6-v2 in NumPy) or ``backend``."""
     checkpoint: str | None = None
     """A GRPO ``checkpoint.npz`` whose parameters the policy starts from (None = fresh weights)."""
+    memory_capacity: int | None = None
+    """Generative personas: most memories each keeps; the least retrievable are forgotten (None = never)."""
 
     def __post_init__(self) -> None:
         kinds = ("softmax", "linear", "neurosymbolic")
@@ -118,6 +120,10 @@ class AgentConfig:
             raise ConfigError("agent.lang", f"{self.lang!r} is unknown", "use en or zh")
         if self.embedder not in ("hashing", "minilm", "backend"):
             raise ConfigError("agent.embedder", f"{self.embedder!r} is unknown", "use hashing, minilm or backend")
+        if self.memory_capacity is not None and self.memory_capacity < 64:
+            raise ConfigError(
+                "agent.memory_capacity", f"{self.memory_capacity} is too small", "use null (never forget) or >= 64"
+            )
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise ConfigError("agent.checkpoint", f"{self.checkpoint!r} is not a file", "give a GRPO checkpoint.npz")
 

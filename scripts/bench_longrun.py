@@ -2,6 +2,7 @@
 
     python scripts/bench_longrun.py                  # 7 days, 25 personas, generative minds, scripted backend
     python scripts/bench_longrun.py --days 2 --personas 8
+    python scripts/bench_longrun.py --memory-capacity 256   # personas forget beyond 256 memories each
 
 Runs a named simulation in a temporary results folder through the same code as ``ga-simulate``
 (checkpoints every ``--checkpoint-every`` steps included) and prints ONE JSON line: per simulated
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mind", default="generative", choices=("generative", "scripted"))
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument(
+        "--memory-capacity", type=int, default=None, help="memories each persona keeps (default: never forget)"
+    )
+    parser.add_argument(
         "--background-checkpoints", action="store_true", help="write checkpoints from a forked child process"
     )
     args = parser.parse_args(argv)
@@ -63,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         f"env.max_agents={args.personas}",
         "llm=scripted",
     ]
+    if args.memory_capacity is not None:
+        overrides.append(f"agent.memory_capacity={args.memory_capacity}")
     with tempfile.TemporaryDirectory() as tmp:
         sim = Simulation.create(
             Path(tmp),
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             "mind": args.mind,
             "llm": "scripted (rule-based, not a language model)",
             "days": args.days,
+            "memory_capacity": args.memory_capacity,
             "steps": sim.step_count,
             "wall_s": round(time.perf_counter() - t_start, 1),
             "per_day": days,

@@ -210,5 +210,11 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
     )
     llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
     embedder = make_embedder(cfg.agent.embedder, backend=llm)
-    society = GenerativeSociety(env, llm, embedder, GenerativeConfig(lang=cfg.agent.lang), seed=int(meta["seed"]))
+    society = GenerativeSociety(
+        env,
+        llm,
+        embedder,
+        GenerativeConfig(lang=cfg.agent.lang, memory_capacity=cfg.agent.memory_capacity),
+        seed=int(meta["seed"]),
+    )
     return GenerativeDriver(society, int(meta["seed"]))

@@ -196,3 +196,33 @@ def test_top_k_selection_equals_a_stable_sort_with_ties() -> None:
         k = int(rng.integers(1, c + 5))
         reference = c - 1 - np.argsort(-total[:, ::-1], axis=1, kind="stable")[:, : min(k, c)]
         np.testing.assert_array_equal(top_k_newest_first(total, min(k, c)), reference)
+
+
+def test_a_bounded_stream_forgets_the_least_retrievable() -> None:
+    from agents.memory import KEEP_NEWEST
+
+    mem = MemoryStream(HashingEmbedder(64), capacity=100)
+    vital = mem.add("event", "the exhibition opened", when=T0, poignancy=10)
+    for i in range(1, 300):
+        when = T0 + dt.timedelta(minutes=10 * i)
+        evidence = [vital.id] if i % 50 == 0 else []
+        kind = "thought" if evidence else "event"
+        mem.add(kind, f"memory {i}", when=when, poignancy=1 + (i % 3), evidence=evidence)
+        mem.forget(when)
+        assert len(mem) <= 100 + max(KEEP_NEWEST, 25)
+    assert mem.forgotten > 0 and len(mem) + mem.forgotten == 300
+    descriptions = [n.description for n in mem.nodes]
+    assert "the exhibition opened" in descriptions  # the most poignant memory survives a week of chores
+    assert descriptions[-KEEP_NEWEST:] == [f"memory {i}" for i in range(300 - KEEP_NEWEST, 300)]
+    assert [n.id for n in mem.nodes] == list(range(len(mem)))  # ids stay indices, in order
+    for n in mem.nodes:
+        assert all(mem.nodes[e].description == "the exhibition opened" for e in n.evidence)
+    assert set(mem.keyword_index["exhibition"]) == {descriptions.index("the exhibition opened")}
+    # Retrieval and checkpoints work on the compacted stream.
+    now = T0 + dt.timedelta(days=3)
+    assert mem.retrieve(["exhibition"], now, top_k=1)["exhibition"][0].description == "the exhibition opened"
+    back = MemoryStream(HashingEmbedder(64), capacity=100)
+    back.load_state_dict(mem.state_dict())
+    assert [n.to_dict() for n in back.nodes] == [n.to_dict() for n in mem.nodes] and back.forgotten == mem.forgotten
+    with pytest.raises(ValueError, match="capacity"):
+        MemoryStream(HashingEmbedder(64), capacity=10)

@@ -47,17 +47,24 @@ def test_pack_round_trip() -> None:
         pack({"x": object()})
 
 
-@pytest.mark.parametrize("mind", ["scripted", "random", "generative"])
-def test_resume_is_exact(tmp_path: Path, mind: str) -> None:
+@pytest.mark.parametrize("mind", ["scripted", "random", "generative", "generative-forgetting"])
+def test_resume_is_exact(tmp_path: Path, mind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if mind == "generative-forgetting":  # personas with a bounded memory (forgetting runs several times)
+        mind = "generative"
+        monkeypatch.setattr(sys.modules[__name__], "SMALL", [*SMALL, "agent.memory_capacity=64"])
+    forgetting = "agent.memory_capacity=64" in SMALL
+    total = 130 if forgetting else 50
     full = _create(tmp_path, "full", mind)
-    full.run(50, progress=False)
+    full.run(total, progress=False)
     part = _create(tmp_path, "part", mind, every=7)
-    part.run(23, progress=False)  # last checkpoint at step 21: steps 22-23 are redone
+    part.run(total - 27, progress=False)  # steps after the last checkpoint are redone
     resumed = Simulation.resume(tmp_path, "part", warn=lambda m: None)
-    assert resumed.step_count == 21
-    resumed.run(29, progress=False)
+    assert resumed.step_count == (total - 27) // 7 * 7
+    if forgetting:
+        assert sum(a.memory.forgotten for a in resumed.society.society.agents) > 0  # forgot before the checkpoint
+    resumed.run(total - resumed.step_count, progress=False)
     assert full.store.steps() == resumed.store.steps()
-    assert len(resumed.store.steps()) == 50
+    assert len(resumed.store.steps()) == total
     np.testing.assert_array_equal(full.env.aware, resumed.env.aware)
     assert full.env.np_random.bit_generator.state == resumed.env.np_random.bit_generator.state
 
