@@ -82,3 +82,8 @@ def shared_backend(llm_cfg: LLMConfig) -> Any:
     if key not in cache:
         cache[key] = make_backend(llm_cfg)
     return cache[key]
+
+
+def existing_backend(llm_cfg: LLMConfig) -> Any:
+    """The process's shared backend for ``llm_cfg`` if one was built, else None (nothing is built)."""
+    return _backends().get(repr(llm_cfg))

@@ -278,3 +278,24 @@ def test_hydra_presets_compose() -> None:
         assert cfg.llm.concurrency == 4 and cfg.llm.api_key_env is None
         assert to_config(compose("config", overrides=["llm=scripted"])).llm.backend == "scripted"
     GlobalHydra.instance().clear()
+
+
+def test_usage_reports_combine_across_processes() -> None:
+    from agents.llm.usage import UsageMeter, combine_reports, report_scalars
+
+    a, b = UsageMeter(price_in_per_mtok=1.0), UsageMeter()
+    a.add_request("decide")
+    a.add_call(1000, 10)
+    a.add_fault("timeout")
+    before = a.report()
+    a.add_request("decide")
+    a.add_fault("timeout")
+    a.add_fallback("timeout")
+    b.add_request("plan")
+    b.add_fault("http_5xx")
+    b.add_retry()
+    total = combine_reports([a.report(), b.report()], [before])
+    assert total["requests"] == 2 and total["calls"] == 2 and total["prompt_tokens"] == 0
+    assert total["faults"] == {"http_5xx": 1, "timeout": 1} and total["fallbacks_by_fault"] == {"timeout": 1}
+    assert total["requests_by_kind"] == {"decide": 1, "plan": 1} and total["cost_usd"] == 0.0
+    assert report_scalars(total)["llm/faults/timeout"] == 1.0 and report_scalars(total)["llm/retries"] == 1.0

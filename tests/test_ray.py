@@ -55,3 +55,26 @@ def test_rollout_config_is_validated() -> None:
         _compose(["trainer.rollout.backend=spark"])
     with pytest.raises(ConfigError, match=r"trainer\.rollout\.num_workers"):
         _compose(["trainer.rollout.num_workers=0"])
+
+
+def test_ray_backend_with_the_llm_policy_counts_the_workers_llm_usage(tmp_path: Path) -> None:
+    import json
+
+    ns = [*TINY, "agent=neurosymbolic", "llm=scripted", "agent.hidden=4", "env.max_agents=4"]
+    local = tmp_path / "inprocess"
+    train(_compose(ns), local)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = tmp_path / "ray"
+        train(_compose([*ns, "trainer.rollout.backend=ray", "trainer.rollout.num_workers=2"]), remote)
+    finally:
+        ray.shutdown()
+    a, b = np.load(local / "checkpoint.npz"), np.load(remote / "checkpoint.npz")
+    for key in [k for k in a.files if k.startswith("param/")]:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # The LLM decisions made on the Ray workers are counted, and only this run's (the process's
+    # shared backend already served the in-process run): the same requests as in-process.
+    ua, ub = (json.loads((d / "llm_usage.json").read_text()) for d in (local, remote))
+    assert ua["requests"] > 0 and ua["requests_by_kind"] == ub["requests_by_kind"]
+    rows = [json.loads(line) for line in (remote / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < rows[0]["llm/requests"] < rows[-1]["llm/requests"] <= ub["requests"]

@@ -48,7 +48,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents import RandomPolicy, ScriptedPolicy
-from agents.factory import make_policy
+from agents.factory import existing_backend, make_policy
+from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES
 from trainers.evaluate import evaluate
@@ -188,9 +189,29 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def _llm_usage(policy: Any) -> Any:
-    """The usage meter of the policy's LLM backend (shared by every policy of the process), if any."""
-    return getattr(policy, "llm_usage", None)
+def _llm_usage_now(cfg: Config) -> dict[str, Any] | None:
+    """The counts of the process's shared LLM backend for ``cfg.llm``, if one was built.
+
+    Every policy of the process (the learner acting in-process, the evaluation's copies) asks the
+    same backend (``agents.factory.shared_backend``), so its meter holds this process's calls.
+    """
+    if cfg.agent.kind != "neurosymbolic":
+        return None
+    backend = existing_backend(cfg.llm)
+    return None if backend is None else dict(backend.usage.report())
+
+
+def _llm_usage(
+    cfg: Config, worker_reports: list[dict[str, Any]], before: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The run's LLM usage report: this process's backend plus the Ray workers' backends, minus
+    this process's counts ``before`` the run began (a process may train several times); None
+    without an LLM in the policy."""
+    if cfg.agent.kind != "neurosymbolic":
+        return None
+    here = _llm_usage_now(cfg)
+    reports = ([here] if here is not None else []) + worker_reports
+    return combine_reports(reports, [before] if before else [])
 
 
 def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
@@ -234,6 +255,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     teams = env.group_of  # (N,)
     g_size = tc.group_size
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
+    usage_before = _llm_usage_now(cfg)
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
@@ -338,9 +360,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         if tc.eval_every and (it + 1) % tc.eval_every == 0 and it + 1 < tc.iterations:
             for name, v in eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)]).items():
                 row[f"eval/{name}/trained"] = v
-        usage = _llm_usage(policy)
+        usage = _llm_usage(cfg, rollouts.llm_usage_reports(), usage_before)
         if usage is not None:  # LLM calls, tokens, cost, retries, fallbacks and faults by kind
-            row.update(usage.scalars())
+            row.update(report_scalars(usage))
         for key, v in row.items():
             if key not in ("iteration", "env_seed"):
                 writer.add_scalar(key, v, it + 1)
@@ -350,6 +372,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         if tc.checkpoint_every and (it + 1) % tc.checkpoint_every == 0:
             checkpoint(it + 1)
 
+    worker_usage = rollouts.llm_usage_reports()  # the workers' counts, before they go
     rollouts.close()
     checkpoint(tc.iterations)
 
@@ -364,13 +387,13 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         for name, v in per_group.items():
             writer.add_scalar(f"eval/{name}/{kind}", v, tc.iterations)
     report = {"experiment": cfg.experiment, "seed": tc.seed, "eval_seeds": seeds, "returns": results}
-    usage = _llm_usage(policy)
+    usage = _llm_usage(cfg, worker_usage, usage_before)  # the final evaluation's calls included
     if usage is not None:
-        report["llm_usage"] = usage.report()
-        for key, v in usage.scalars().items():
+        report["llm_usage"] = usage
+        for key, v in report_scalars(usage).items():
             writer.add_scalar(key, v, tc.iterations)
-        (out_dir / "llm_usage.json").write_text(json.dumps(usage.report(), indent=2))
-        print(f"LLM usage: {usage.summary()}")
+        (out_dir / "llm_usage.json").write_text(json.dumps(usage, indent=2))
+        print(f"LLM usage: {report_summary(usage)}")
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
     print(f"\nEvaluation ({cfg.experiment}, trainer.seed={tc.seed}, {len(seeds)} fresh seeds): mean return per agent")
     print(f"{'group':<20}{'trained':>10}{'random':>10}{'scripted':>10}")

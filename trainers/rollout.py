@@ -177,6 +177,10 @@ class InProcessRollouts:
         """The G rollouts of ``iteration`` from ``env_seed`` (``policy`` already holds ``lessons``)."""
         return collect(self.env, policy, env_seed, rollout_generators(self.seed, iteration, range(self.group_size)))
 
+    def llm_usage_reports(self) -> list[dict[str, Any]]:
+        """Usage of LLM backends outside this process: none (the learner's policy acts here)."""
+        return []
+
     def close(self) -> None:
         """Nothing to release in-process."""
 
@@ -210,6 +214,11 @@ class _Worker:
         for group, text in lessons.items():
             self.policy.set_lessons(group, text)
         return collect(self.env, self.policy, env_seed, rollout_generators(self.seed, iteration, self.indices))
+
+    def llm_usage(self) -> dict[str, Any] | None:
+        """The usage report of this worker's LLM backend (None without an LLM in the policy)."""
+        usage = getattr(self.policy, "llm_usage", None)
+        return None if usage is None else dict(usage.report())
 
 
 class RayRollouts:
@@ -248,6 +257,11 @@ class RayRollouts:
         params = ray.put(policy.params)
         parts = ray.get([w.run.remote(params, lessons, iteration, env_seed) for w in self.workers])
         return GroupRollout.concat(parts)
+
+    def llm_usage_reports(self) -> list[dict[str, Any]]:
+        """The workers' LLM usage reports (each worker has its own backend)."""
+        reports = self._ray.get([w.llm_usage.remote() for w in self.workers])
+        return [r for r in reports if r is not None]
 
     def close(self) -> None:
         """Stop the actors, and the runtime if this object started it."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,22 +140,53 @@ class UsageMeter:
 
     def scalars(self, prefix: str = "llm") -> dict[str, float]:
         """Flat ``{tag: value}`` for TensorBoard (``llm/calls``, ``llm/faults/timeout``...)."""
-        r = self.report()
-        out: dict[str, float] = {
-            f"{prefix}/{k}": float(r[k])
-            for k in ("requests", "calls", "prompt_tokens", "completion_tokens", "cost_usd", "cached", "retries")
-        }
-        out[f"{prefix}/fallbacks"] = float(r["fallbacks"])
-        for kind, n in r["faults"].items():
-            out[f"{prefix}/faults/{kind}"] = float(n)
-        return out
+        return report_scalars(self.report(), prefix)
 
     def summary(self) -> str:
         """One readable line."""
-        r = self.report()
-        faults = ", ".join(f"{k}={v}" for k, v in r["faults"].items()) or "none"
-        return (
-            f"{r['requests']} requests, {r['calls']} calls, {r['cached']} cached, {r['retries']} retries, "
-            f"{r['fallbacks']} fallbacks; tokens {r['prompt_tokens']} in / {r['completion_tokens']} out; "
-            f"~${r['cost_usd']:.4f}; faults: {faults}"
-        )
+        return report_summary(self.report())
+
+
+def report_summary(r: dict[str, Any]) -> str:
+    """One readable line of a usage report."""
+    faults = ", ".join(f"{k}={v}" for k, v in r["faults"].items()) or "none"
+    return (
+        f"{r['requests']} requests, {r['calls']} calls, {r['cached']} cached, {r['retries']} retries, "
+        f"{r['fallbacks']} fallbacks; tokens {r['prompt_tokens']} in / {r['completion_tokens']} out; "
+        f"~${r['cost_usd']:.4f}; faults: {faults}"
+    )
+
+
+_COUNTS = ("requests", "calls", "prompt_tokens", "completion_tokens", "cached", "retries", "fallbacks")
+_BY_KIND = ("faults", "fallbacks_by_fault", "requests_by_kind")
+
+
+def combine_reports(add: Sequence[dict[str, Any]], subtract: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The usage reports ``add`` summed, minus ``subtract`` (e.g. the counts before a run began).
+
+    Combines the meters of several processes (a trainer and its Ray workers) into one report of
+    :meth:`UsageMeter.report`'s layout (``max_cost_usd`` is the first report's).
+    """
+    out: dict[str, Any] = {k: 0 for k in _COUNTS}
+    out["cost_usd"] = 0.0
+    by_kind: dict[str, Counter[str]] = {k: Counter() for k in _BY_KIND}
+    for sign, reports in ((1, add), (-1, subtract)):
+        for r in reports:
+            for k in _COUNTS:
+                out[k] += sign * int(r.get(k, 0))
+            out["cost_usd"] += sign * float(r.get("cost_usd", 0.0))
+            for k in _BY_KIND:
+                by_kind[k].update({kind: sign * int(n) for kind, n in r.get(k, {}).items()})
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    out["max_cost_usd"] = add[0].get("max_cost_usd") if add else None
+    for k in _BY_KIND:
+        out[k] = {kind: n for kind, n in sorted(by_kind[k].items()) if n}
+    return out
+
+
+def report_scalars(report: dict[str, Any], prefix: str = "llm") -> dict[str, float]:
+    """Flat ``{tag: value}`` of a usage report for TensorBoard (``llm/calls``, ``llm/faults/timeout``...)."""
+    out = {f"{prefix}/{k}": float(report[k]) for k in (*_COUNTS, "cost_usd")}
+    for kind, n in report["faults"].items():
+        out[f"{prefix}/faults/{kind}"] = float(n)
+    return out
