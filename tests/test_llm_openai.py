@@ -184,13 +184,14 @@ def test_fallbacks_are_not_cached(tmp_path: Path) -> None:
 
 
 def test_spending_cap_stops_calls(server: LoopbackServer, caplog: pytest.LogCaptureFixture) -> None:
-    # a (fictitious) price high enough that two calls pass the cap
-    backend = backend_for(server, price_in_per_mtok=1000.0, price_out_per_mtok=1000.0, max_cost_usd=0.01)
+    # a (fictitious) price high enough that a few calls reach the cap
+    backend = backend_for(server, price_in_per_mtok=1000.0, price_out_per_mtok=1000.0, max_cost_usd=0.3)
     with caplog.at_level(logging.WARNING, logger="agents.llm"):
         results = [backend.complete(decide(i, fallback="Chat")) for i in range(10)]
     served = server.stats()["served"]["chat"]
     assert 1 <= served < 10
-    assert backend.usage.cost_usd >= 0.01
+    # The cap is never passed: each call books its worst case before it starts.
+    assert backend.usage.cost_usd <= 0.3 < backend.usage.cost_usd + backend._estimate_usd(decide(0))
     capped = results[served:]
     assert all(r.fallback and r.choice == "Chat" and (r.error or "").startswith("spending_cap") for r in capped)
     assert backend.usage.fallbacks_by_fault["spending_cap"] == len(capped)
@@ -228,6 +229,19 @@ def test_each_injected_fault_falls_back_and_is_counted(fault: str) -> None:
         assert srv.stats()["injected"] == {fault: 2}  # the first attempt and one retry
         assert backend.usage.faults == {FAULT_AS[fault]: 2}
         assert backend.usage.retries == 1 and backend.usage.fallbacks == 1
+        backend.close()
+
+
+def test_concurrent_calls_never_overshoot_the_spending_cap() -> None:
+    with LoopbackServer(latency_s=0.2) as srv:
+        backend = backend_for(
+            srv, price_in_per_mtok=1000.0, price_out_per_mtok=1000.0, max_cost_usd=0.3, concurrency=32
+        )
+        results = backend.complete_many([decide(i, fallback="Chat") for i in range(40)])  # all in flight at once
+        served = srv.stats()["served"]["chat"]
+        assert 1 <= served < 40 and sum(r.fallback for r in results) == 40 - served
+        assert backend.usage.cost_usd <= 0.3
+        assert backend.usage.fallbacks_by_fault["spending_cap"] == 40 - served
         backend.close()
 
 

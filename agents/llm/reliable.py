@@ -258,9 +258,10 @@ class ReliableBackend:
             self.cache.put(key, response)
 
     def _call_inner(self, request: LLMRequest) -> RawAnswer:
-        if self.usage.cap_reached():
+        estimate = self._estimate_usd(request)
+        if not self.usage.reserve(estimate):
             self.usage.add_fault("spending_cap", called=False)
-            raise LLMFault("spending_cap", f"estimated cost reached llm.max_cost_usd={self.usage.max_cost_usd}")
+            raise LLMFault("spending_cap", f"the estimated cost would pass llm.max_cost_usd={self.usage.max_cost_usd}")
         try:
             raw = self.inner.call(request)
         except LLMFault as fault:
@@ -269,23 +270,36 @@ class ReliableBackend:
         except Exception as exc:  # the raw backend should have mapped it; never let it out
             self.usage.add_fault("backend_error")
             raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.usage.release(estimate)
         self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
         return raw
 
     async def _acall_inner(self, request: LLMRequest) -> RawAnswer:
-        if self.usage.cap_reached():
+        estimate = self._estimate_usd(request)
+        if not self.usage.reserve(estimate):
             self.usage.add_fault("spending_cap", called=False)
-            raise LLMFault("spending_cap", f"estimated cost reached llm.max_cost_usd={self.usage.max_cost_usd}")
+            raise LLMFault("spending_cap", f"the estimated cost would pass llm.max_cost_usd={self.usage.max_cost_usd}")
         try:
             raw = await self.inner.acall(request)
         except LLMFault as fault:
             self.usage.add_fault(fault.kind)
             raise
-        except Exception as exc:
+        except Exception as exc:  # the raw backend should have mapped it; never let it out
             self.usage.add_fault("backend_error")
             raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.usage.release(estimate)
         self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
         return raw
+
+    def _estimate_usd(self, request: LLMRequest) -> float:
+        if self.usage.max_cost_usd is None:
+            return 0.0
+        size = len(request.system.encode()) + len(request.user.encode())
+        if request.schema is not None:
+            size += len(json.dumps(request.schema))
+        return self.usage.estimate_usd(size, request.max_tokens)
 
     def _check(self, request: LLMRequest, raw: RawAnswer) -> LLMResponse:
         try:

@@ -1,9 +1,10 @@
 """Usage meter: calls, tokens, estimated cost, cache hits, retries, fallbacks and faults by kind.
 
 One meter per backend, shared by every thread and task that uses it (all updates take a lock).
-An optional spending cap stops new calls once the estimated cost reaches it: the requests then
-get their rule-based fallback, counted as ``spending_cap`` faults, and one warning says how to
-raise the cap.
+An optional spending cap stops new calls before the estimated cost could pass it: each call
+first books its worst-case cost (prompt size and ``max_tokens``), so calls in flight together
+cannot overshoot; refused requests get their rule-based fallback, counted as ``spending_cap``
+faults, and one warning says how to raise the cap.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class UsageMeter:
     requests_by_kind: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _cap_warned: bool = field(default=False, repr=False, compare=False)
+    _reserved: float = field(default=0.0, repr=False, compare=False)
 
     @property
     def cost_usd(self) -> float:
@@ -79,16 +81,48 @@ class UsageMeter:
         """True when the spending cap forbids new calls (warns once, naming the fix)."""
         if self.max_cost_usd is None or self.cost_usd < self.max_cost_usd:
             return False
-        with self._lock:
-            if not self._cap_warned:
-                self._cap_warned = True
-                log.warning(
-                    "LLM spending cap reached: estimated $%.4f >= llm.max_cost_usd=$%.4f; new requests get the "
-                    "rule-based fallback. Fix: raise llm.max_cost_usd (or set it to null for no cap)",
-                    self.cost_usd,
-                    self.max_cost_usd,
-                )
+        self._warn_cap()
         return True
+
+    def estimate_usd(self, prompt_bytes: int, max_tokens: int) -> float:
+        """A call's worst-case cost: its prompt at one token per 3 bytes (+16), plus ``max_tokens`` out."""
+        return ((prompt_bytes // 3 + 16) * self.price_in_per_mtok + max_tokens * self.price_out_per_mtok) / 1e6
+
+    def reserve(self, estimate_usd: float) -> bool:
+        """Book ``estimate_usd`` of the spending cap for a call about to start.
+
+        False (with one warning) when the spend so far, the calls in flight and this one could
+        pass the cap: then no call is made, so concurrent calls cannot overshoot it together.
+        Always True without a cap. Pair every True with :meth:`release` once the call is over.
+        """
+        if self.max_cost_usd is None:
+            return True
+        with self._lock:
+            ok = self.cost_usd + self._reserved + estimate_usd <= self.max_cost_usd
+            if ok:
+                self._reserved += estimate_usd
+        if not ok:
+            self._warn_cap()
+        return ok
+
+    def release(self, estimate_usd: float) -> None:
+        """Give back a reservation (the call's real cost is counted by :meth:`add_call`)."""
+        if self.max_cost_usd is None:
+            return
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - estimate_usd)
+
+    def _warn_cap(self) -> None:
+        with self._lock:
+            if self._cap_warned:
+                return
+            self._cap_warned = True
+        log.warning(
+            "LLM spending cap reached: estimated $%.4f spent (+ calls in flight) of llm.max_cost_usd=$%.4f; new "
+            "requests get the rule-based fallback. Fix: raise llm.max_cost_usd (or set it to null for no cap)",
+            self.cost_usd,
+            self.max_cost_usd,
+        )
 
     def add_request(self, kind: str) -> None:
         with self._lock:
