@@ -142,6 +142,7 @@ def _blob_digest(block: np.ndarray) -> str:
 
 
 _DIGESTS: dict[tuple[int, int, str, tuple[int, ...]], tuple[weakref.ref[Any], str]] = {}
+_PURGE_AT = 4096
 
 
 def _block_digest(block: np.ndarray) -> str:
@@ -159,9 +160,11 @@ def _block_digest(block: np.ndarray) -> str:
     if hit is not None and hit[0]() is base:
         return hit[1]
     digest = _blob_digest(block)
-    if len(_DIGESTS) > 100_000:
+    global _PURGE_AT
+    if len(_DIGESTS) > _PURGE_AT:  # forget the blocks of arrays that are gone (e.g. a compacted memory)
         for k in [k for k, (ref, _) in _DIGESTS.items() if ref() is None]:
             del _DIGESTS[k]
+        _PURGE_AT = max(4096, 2 * len(_DIGESTS))  # amortised: live entries are not rescanned every time
     _DIGESTS[key] = (weakref.ref(base), digest)
     return digest
 
