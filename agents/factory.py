@@ -84,6 +84,14 @@ def shared_backend(llm_cfg: LLMConfig) -> Any:
     return cache[key]
 
 
-def existing_backend(llm_cfg: LLMConfig) -> Any:
-    """The process's shared backend for ``llm_cfg`` if one was built, else None (nothing is built)."""
-    return _backends().get(repr(llm_cfg))
+def shared_llm_usage(cfg: Config) -> dict[str, Any] | None:
+    """The usage report of this process's shared backend for ``cfg.llm`` (None without an LLM
+    policy or before the backend is built; nothing is built here).
+
+    Every policy of a process (a learner, its evaluation copies, a Ray worker's copy) asks the
+    same backend (:func:`shared_backend`), so its meter holds all of the process's calls.
+    """
+    if cfg.agent.kind != "neurosymbolic":
+        return None
+    backend = _backends().get(repr(cfg.llm))
+    return None if backend is None else dict(backend.usage.report())

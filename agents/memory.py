@@ -249,10 +249,7 @@ class MemoryStream:
             fresh[: len(keep)] = arr[keep]
             setattr(self, name, fresh)
         self.nodes = nodes
-        self.keyword_index = {}
-        for n in nodes:
-            for kw in n.keywords:
-                self.keyword_index.setdefault(kw, []).append(n.id)
+        self._index_keywords()
         self._node_json = []
         self._task_cache = None
         self.forgotten += m - len(keep)
@@ -409,10 +406,15 @@ class MemoryStream:
         self._node_json = [line + b"\n" for line in lines]
         self._poignancy[:m] = [n.poignancy for n in nodes]
         self._kind[:m] = [KINDS.index(n.kind) for n in nodes]
-        for n in nodes:
+        self._index_keywords()
+        self.poignancy_since_reflection = float(state["poignancy_since_reflection"])
+
+    def _index_keywords(self) -> None:
+        """Rebuild ``keyword_index`` from the nodes (after a restore or a compaction)."""
+        self.keyword_index = {}
+        for n in self.nodes:
             for kw in n.keywords:
                 self.keyword_index.setdefault(kw, []).append(n.id)
-        self.poignancy_since_reflection = float(state["poignancy_since_reflection"])
 
 
 def _frozen(view: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

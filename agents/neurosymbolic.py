@@ -148,11 +148,6 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
         assert self._llm is not None
         return self._llm
 
-    @property
-    def llm_usage(self) -> Any:
-        """The backend's :class:`agents.llm.usage.UsageMeter`, or None while no backend was built."""
-        return None if self._llm is None else getattr(self._llm, "usage", None)
-
     def set_lessons(self, group: str, lessons: Sequence[str]) -> None:
         super().set_lessons(group, lessons)
         self._systems.clear()

@@ -31,16 +31,21 @@ def _compose(overrides: list[str]) -> Config:
         return to_config(compose(config_name="config", overrides=overrides))
 
 
-def test_ray_backend_trains_the_same_parameters_as_in_process(tmp_path: Path) -> None:
-    local = tmp_path / "inprocess"
-    train(_compose(TINY), local)
+def _train_in_process_and_on_ray(tmp_path: Path, overrides: list[str]) -> tuple[Path, Path]:
+    """Train the same config in-process, then on 2 Ray workers; returns both run folders."""
+    local, remote = tmp_path / "inprocess", tmp_path / "ray"
+    train(_compose(overrides), local)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote = tmp_path / "ray"
-        train(_compose([*TINY, "trainer.rollout.backend=ray", "trainer.rollout.num_workers=2"]), remote)
+        train(_compose([*overrides, "trainer.rollout.backend=ray", "trainer.rollout.num_workers=2"]), remote)
         assert ray.is_initialized()  # a runtime the caller started is left running
     finally:
         ray.shutdown()
+    return local, remote
+
+
+def test_ray_backend_trains_the_same_parameters_as_in_process(tmp_path: Path) -> None:
+    local, remote = _train_in_process_and_on_ray(tmp_path, TINY)
     a, b = np.load(local / "checkpoint.npz"), np.load(remote / "checkpoint.npz")
     keys = [k for k in a.files if k.startswith(("param/", "adam_"))]
     assert keys
@@ -61,14 +66,7 @@ def test_ray_backend_with_the_llm_policy_counts_the_workers_llm_usage(tmp_path: 
     import json
 
     ns = [*TINY, "agent=neurosymbolic", "llm=scripted", "agent.hidden=4", "env.max_agents=4"]
-    local = tmp_path / "inprocess"
-    train(_compose(ns), local)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = tmp_path / "ray"
-        train(_compose([*ns, "trainer.rollout.backend=ray", "trainer.rollout.num_workers=2"]), remote)
-    finally:
-        ray.shutdown()
+    local, remote = _train_in_process_and_on_ray(tmp_path, ns)
     a, b = np.load(local / "checkpoint.npz"), np.load(remote / "checkpoint.npz")
     for key in [k for k in a.files if k.startswith("param/")]:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

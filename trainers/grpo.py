@@ -48,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents import RandomPolicy, ScriptedPolicy
-from agents.factory import existing_backend, make_policy
+from agents.factory import make_policy, shared_llm_usage
 from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES
@@ -189,18 +189,6 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     path.write_text("".join(line + "\n" for line in keep))
 
 
-def _llm_usage_now(cfg: Config) -> dict[str, Any] | None:
-    """The counts of the process's shared LLM backend for ``cfg.llm``, if one was built.
-
-    Every policy of the process (the learner acting in-process, the evaluation's copies) asks the
-    same backend (``agents.factory.shared_backend``), so its meter holds this process's calls.
-    """
-    if cfg.agent.kind != "neurosymbolic":
-        return None
-    backend = existing_backend(cfg.llm)
-    return None if backend is None else dict(backend.usage.report())
-
-
 def _llm_usage(
     cfg: Config, worker_reports: list[dict[str, Any]], before: dict[str, Any] | None
 ) -> dict[str, Any] | None:
@@ -209,7 +197,7 @@ def _llm_usage(
     without an LLM in the policy."""
     if cfg.agent.kind != "neurosymbolic":
         return None
-    here = _llm_usage_now(cfg)
+    here = shared_llm_usage(cfg)
     reports = ([here] if here is not None else []) + worker_reports
     return combine_reports(reports, [before] if before else [])
 
@@ -255,7 +243,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     teams = env.group_of  # (N,)
     g_size = tc.group_size
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
-    usage_before = _llm_usage_now(cfg)
+    usage_before = shared_llm_usage(cfg)
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}

@@ -197,7 +197,7 @@ class _Worker:
     def __init__(self, cfg: Config, indices: Sequence[int]) -> None:
         from agents.factory import make_policy
 
-        self.seed, self.indices = cfg.trainer.seed, list(indices)
+        self.cfg, self.seed, self.indices = cfg, cfg.trainer.seed, list(indices)
         base = cfg.env.make()
         self.policy = make_policy(cfg, base, np.random.default_rng(0))
         self.env: BatchedTownEnv | list[TownEnv]
@@ -217,8 +217,9 @@ class _Worker:
 
     def llm_usage(self) -> dict[str, Any] | None:
         """The usage report of this worker's LLM backend (None without an LLM in the policy)."""
-        usage = getattr(self.policy, "llm_usage", None)
-        return None if usage is None else dict(usage.report())
+        from agents.factory import shared_llm_usage
+
+        return shared_llm_usage(self.cfg)
 
 
 class RayRollouts:

@@ -258,10 +258,7 @@ class ReliableBackend:
             self.cache.put(key, response)
 
     def _call_inner(self, request: LLMRequest) -> RawAnswer:
-        estimate = self._estimate_usd(request)
-        if not self.usage.reserve(estimate):
-            self.usage.add_fault("spending_cap", called=False)
-            raise LLMFault("spending_cap", f"the estimated cost would pass llm.max_cost_usd={self.usage.max_cost_usd}")
+        estimate = self._book(request)
         try:
             raw = self.inner.call(request)
         except LLMFault as fault:
@@ -276,10 +273,7 @@ class ReliableBackend:
         return raw
 
     async def _acall_inner(self, request: LLMRequest) -> RawAnswer:
-        estimate = self._estimate_usd(request)
-        if not self.usage.reserve(estimate):
-            self.usage.add_fault("spending_cap", called=False)
-            raise LLMFault("spending_cap", f"the estimated cost would pass llm.max_cost_usd={self.usage.max_cost_usd}")
+        estimate = self._book(request)
         try:
             raw = await self.inner.acall(request)
         except LLMFault as fault:
@@ -300,6 +294,14 @@ class ReliableBackend:
         if request.schema is not None:
             size += len(json.dumps(request.schema))
         return self.usage.estimate_usd(size, request.max_tokens)
+
+    def _book(self, request: LLMRequest) -> float:
+        """Book the call's worst-case cost under the spending cap (release it when the call ends)."""
+        estimate = self._estimate_usd(request)
+        if not self.usage.reserve(estimate):
+            self.usage.add_fault("spending_cap", called=False)
+            raise LLMFault("spending_cap", f"the estimated cost would pass llm.max_cost_usd={self.usage.max_cost_usd}")
+        return estimate
 
     def _check(self, request: LLMRequest, raw: RawAnswer) -> LLMResponse:
         try:
