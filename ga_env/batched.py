@@ -1,22 +1,23 @@
 """E copies of the town stepped as one NumPy program: the dynamics on ``(E, N, ...)`` arrays.
 
-This module holds the town's only implementation of the dynamics and rewards.
-:class:`ga_env.TownEnv` runs it with ``E = 1``; a GRPO trainer runs the G rollouts of a group
-with ``E = G`` (``BatchedTownEnv(env, G)``), so that one step of all G episodes costs about as
-many NumPy calls as one step of a single env. Both therefore give the same trajectories for the
-same seeds, bit for bit: episode ``e`` draws its randomness (spawn tiles, initial energy and
-awareness, persuasion) from its own generator ``rngs[e]``, in the same order as a single env
-seeded alike would.
+This module holds the town's only implementation of the dynamics and rewards (Town-v1, and
+Town-v0 through ``Dynamics.for_version(0)``). :class:`ga_env.TownEnv` runs it with ``E = 1``;
+a GRPO trainer runs the G rollouts of a group with ``E = G``, so that one step of all G
+episodes costs about as many NumPy calls as one step of a single env. Both therefore give the
+same trajectories for the same seeds, bit for bit: episode ``e`` draws its randomness (spawn
+tiles, initial energy and awareness, persuasion) from its own generator ``rngs[e]``, in the same
+order as a single env seeded alike would.
 
 Usage::
 
     env = ga_env.parallel_env(obs_mode="box")
-    batch = BatchedTownEnv(env, 16)
+    batch = BatchedTownEnv(env, 16)                   # or BatchedTownEnv(world, 16, max_cycles=144)
     obs, mask = batch.reset_arrays(seed=0)            # (E, N, D), (E, N, 4); all from seed 0
     while True:
         obs, mask, rewards, done = batch.step_arrays(actions)   # actions (E, N), rewards (E, N)
         if done:
             break
+    batch.goal_metrics()                              # {group: {metric: (E,) array}}
 
 ``reset_arrays(seed)`` seeds every episode alike (the GRPO group); ``reset_arrays(seeds=[...])``
 one seed per episode; ``reset_arrays(rngs=[...])`` takes the generators themselves. All episodes
@@ -26,6 +27,7 @@ share the clock (they advance in lockstep). The per-episode state (``energy``, `
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +36,11 @@ import numpy.typing as npt
 from gymnasium.utils import seeding
 
 from ga_env.personas import OBJECTIVE_TERMS
-from ga_env.town import (
+from ga_env.world import (
+    ACTION_NAMES,
     BASE_OBS_DIM,
     CHAT,
+    DAY_BLOCKS,
     IDLE,
     KIND_HOME,
     KIND_RESEARCH,
@@ -46,6 +50,7 @@ from ga_env.town import (
     RESEARCH,
     TASK,
     TERM,
+    World,
 )
 
 if TYPE_CHECKING:
@@ -57,33 +62,54 @@ Float = npt.NDArray[np.float64]
 Int = npt.NDArray[np.int64]
 AW, SUP, REL, CONV = TERM["awareness"], TERM["supporters"], TERM["relationships"], TERM["conversations"]
 TASK_P, KNOW, REST = TERM["task_progress"], TERM["knowledge"], TERM["rest"]
+N_BLOCKS = len(DAY_BLOCKS)
 
 
 class BatchedTownEnv:
-    """``num_envs`` episodes of ``env``'s town, stepped together on ``(E, N, ...)`` arrays.
+    """``num_envs`` episodes of one town, stepped together on ``(E, N, ...)`` arrays.
 
     Args:
-        env: the town (its map, personas, groups, dynamics and episode length are used; its own
-            episode state is not touched).
+        world: the town's :class:`~ga_env.world.World`, or a ``TownEnv`` (its world, episode length,
+            stride and start are used; its own episode state is not touched).
         num_envs: ``E``, the number of episodes.
+        max_cycles, stride, start: the episode's length, minutes per step and start time when
+            ``world`` is a World (ignored for a ``TownEnv``, whose own settings are used).
     """
 
-    def __init__(self, env: TownEnv, num_envs: int) -> None:
+    def __init__(
+        self,
+        world: World | TownEnv,
+        num_envs: int,
+        *,
+        max_cycles: int = 144,
+        stride: int = 10,
+        start: dt.datetime | str = "2023-02-13 07:00",
+    ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be a positive integer")
-        self.base = env
+        if not isinstance(world, World):
+            max_cycles, stride, start = world.max_cycles, world.stride, world.start_time
+            world = world.world
+        start_time = dt.datetime.fromisoformat(start) if isinstance(start, str) else start
+        self.world = world
         self.num_envs = num_envs
-        self.num_agents = len(env.personas)
-        self.max_cycles = env.max_cycles
-        self.obs_dim = env.obs_dim
+        self.num_agents = world.n_agents
+        self.max_cycles = max_cycles
+        self.stride = stride
+        self.obs_dim = world.obs_dim
         self.rngs: list[np.random.Generator] = []
         self.t = 0
         self.night = False
         self.sincos: Float = np.zeros(2)
         self._e = np.arange(num_envs)[:, None]  # (E, 1) row index for fancy indexing
+        self._ar = np.arange(self.num_agents)  # (N,)
         self._rows = np.arange(num_envs * self.num_agents)  # (E * N,)
-        start = env.start_time
-        self._start_minute = start.hour * 60 + start.minute
+        self._start_minute = start_time.hour * 60 + start_time.minute
+        # v1 mechanisms that are switched off cost nothing (Town-v0 runs its original program).
+        d = world.dynamics
+        self._readiness = d.readiness_floor < 1.0
+        self._chat_weighted = d.chat_scaled or bool((world.chat_weight != 1.0).any())
+        self._per_pair = d.repeat_decay != 1.0 or d.passive_credit != 1.0 or self._chat_weighted
         self._ready = False
 
     # -- reset --------------------------------------------------------------------------------------
@@ -115,21 +141,21 @@ class BatchedTownEnv:
             self.rngs = list(rngs)
         elif not self.rngs:
             self.rngs = [seeding.np_random()[0] for _ in range(e)]
-        b = self.base
-        n, g, k = self.num_agents, len(b.groups), len(OBJECTIVE_TERMS)
-        w = b.town_map.width
+        w = self.world
+        n, g, k = self.num_agents, w.n_groups, len(OBJECTIVE_TERMS)
+        width = w.town_map.width
         pos = np.empty((e, n), dtype=np.int64)
         self.energy: Float = np.empty((e, n))  # (E, N)
         self.aware: Float = np.empty((e, g, n))  # (E, G, N) awareness of each group's cause
         for i, rng in enumerate(self.rngs):  # per episode, in the single env's order of draws
-            xy = b.spawn.copy()
+            xy = w.spawn.copy()
             for j in np.nonzero(xy[:, 0] < 0)[0]:
-                tiles = b.home_tiles[j]
+                tiles = w.home_tiles[j]
                 xy[j] = tiles[rng.integers(len(tiles))]
-            pos[i] = xy[:, 1] * w + xy[:, 0]
+            pos[i] = xy[:, 1] * width + xy[:, 0]
             self.energy[i] = rng.uniform(0.8, 1.0, n)
-            aware = np.where(b.has_cause[:, None], rng.uniform(0.0, 0.1, (g, n)), 0.0)
-            self.aware[i] = np.maximum(aware, b.members * b.has_cause[:, None])
+            aware = np.where(w.has_cause[:, None], rng.uniform(0.0, 0.1, (g, n)), 0.0)
+            self.aware[i] = np.maximum(aware, w.members * w.has_cause[:, None])
         self.t = 0
         self.pos_flat: Int = pos  # (E, N) flat tile index y * W + x
         self.supporter = np.zeros((e, g, n), dtype=bool)  # (E, G, N) non-members won over (counted once)
@@ -137,13 +163,24 @@ class BatchedTownEnv:
         self.trace: Float = np.zeros((e, n))  # (E, N) collaboration trace
         self.itinerary_idx: Int = np.zeros((e, n), dtype=np.int64)
         self.override: Int = np.full((e, n), -1, dtype=np.int64)  # (E, N) rich-mode target, -1 = none
-        self.group_progress: Float = np.zeros((e, g))
+        self.group_progress: Float = np.zeros((e, g))  # (E, G) work done in the episode
         self.group_knowledge: Float = np.zeros((e, g))
+        self.readiness_stock: Float = np.zeros((e, g))  # (E, G) recent work, decaying (v1)
         self.last_action: Int = np.full((e, n), IDLE, dtype=np.int64)
         self.last_partner: Int = np.full((e, n), -1, dtype=np.int64)
         self.episode_terms: Float = np.zeros((e, k, g))  # (E, K, G) team totals
         self.episode_rewards: Float = np.zeros((e, n))
-        self.action_counts: Int = np.zeros((e, n, N_ACTIONS + 1), dtype=np.int64)
+        # Behaviour counters (goal metrics): effective actions by time-of-day block, nights at home,
+        # chats at social sites, conversations with each partner today and partners met per day.
+        self.block_counts: Int = np.zeros((e, n, N_BLOCKS, N_ACTIONS + 1), dtype=np.int64)  # (E, N, B, 5)
+        self.night_home: Int = np.zeros((e, n), dtype=np.int64)
+        self.night_steps = 0
+        self.social_chats: Int = np.zeros((e, n), dtype=np.int64)
+        self.pair_today: Float = np.zeros((e, n, n))  # (E, N, N) conversations today per pair
+        self.met_today = np.zeros((e, n, n), dtype=bool)  # (E, N, N) talked with today
+        self.partners_met: Int = np.zeros((e, n), dtype=np.int64)  # distinct partners, summed over past days
+        self.day = self._day_index()
+        self.days_started = 1
         self.refresh()
         self._ready = True
         return self.obs, self.mask
@@ -168,20 +205,26 @@ class BatchedTownEnv:
         """
         if not self._ready:
             raise RuntimeError("step_arrays() called before reset_arrays()")
-        b = self.base
-        d = b.dynamics
-        n, g, p_count = self.num_agents, len(b.groups), b.town_map.n_places
-        ar, ee = b._ar, self._e
+        w = self.world
+        d = w.dynamics
+        n, g, p_count = self.num_agents, w.n_groups, w.town_map.n_places
+        ar, ee = self._ar, self._e
         e = self.num_envs
         night = self.night
         actions = np.asarray(actions, dtype=np.int64).reshape(e, n)
         # A masked (impossible) action is a no-op.
         allowed = self.mask.reshape(e * n, N_ACTIONS)[self._rows, np.minimum(actions, RESEARCH).ravel()]
         eff = np.where(allowed.reshape(e, n) & (actions < IDLE), actions, IDLE)  # (E, N)
-        place = b.place_flat[self.pos_flat]  # (E, N)
-        factor = self.energy * (d.night_factor if night else 1.0)  # (E, N)
+        place = w.place_flat[self.pos_flat]  # (E, N)
+        # Output factor: energy (full above the fatigue level), lowered at night.
+        factor = np.minimum(self.energy / d.fatigue_level, 1.0) * (d.night_factor if night else 1.0)  # (E, N)
         q = np.zeros((e, len(OBJECTIVE_TERMS), n))  # (E, K, N) individual contributions
         pool = np.zeros((e, len(OBJECTIVE_TERMS), g))  # (E, K, G) contributions by non-members
+        if self._readiness:  # a group's recent work multiplies what its outreach and research achieve
+            scale = d.readiness_scale * w.n_members
+            ready = d.readiness_floor + (1.0 - d.readiness_floor) * np.tanh(self.readiness_stock / scale)  # (E, G)
+        else:
+            ready = None
 
         # -- rich-mode overrides (targets persist until changed) --
         if targets is not None:
@@ -196,19 +239,27 @@ class BatchedTownEnv:
 
         # -- chat: exchange of causes and relationships --
         chatting = (eff == CHAT) & (partner >= 0)  # (E, N)
-        talk = np.zeros((e, n, n))  # (E, N, N) symmetric: who talked with whom
-        ei, ai = np.nonzero(chatting)
-        talk[ei, ai, partner[ei, ai]] = 1.0
-        talk = np.maximum(talk, talk.transpose(0, 2, 1))
-        talked = talk.any(2)  # (E, N)
-        nonmember = b._nonmember  # (G, N)
+        nonmember = w.nonmember  # (G, N)
         if d.awareness_decay:
-            self.aware -= d.awareness_decay * self.aware * nonmember
-        has_talk = np.any(talked, axis=1)  # (E,)
-        episodes = np.flatnonzero(has_talk)  # episodes with at least one conversation
-        if len(episodes):
+            decay = d.awareness_decay * self.aware * nonmember  # (E, G, N)
+            self.aware -= decay
+            if d.charge_decay:  # awareness pays on its net change: what fades is charged to the cause
+                pool[:, AW] -= decay.sum(2)
+        ei, ai = np.nonzero(chatting)
+        if len(ei):
+            talk = np.zeros((e, n, n))  # (E, N, N) symmetric: who talked with whom
+            talk[ei, ai, partner[ei, ai]] = 1.0
+            talk = np.maximum(talk, talk.transpose(0, 2, 1))
+            talked = talk.any(2)  # (E, N)
+            has_talk = np.any(talked, axis=1)  # (E,)
+            episodes = np.flatnonzero(has_talk)  # episodes with at least one conversation
             advocates = (self.aware >= d.advocate_threshold) * nonmember * d.advocate_strength
-            speak = (b.members + advocates) * b.has_cause[:, None]  # (E, G, N) persuasiveness
+            speak = (w.members + advocates) * w.has_cause[:, None]  # (E, G, N) persuasiveness
+            if self._chat_weighted:  # the speaker's energy and the place of the talk
+                strength = w.chat_weight[place] * (factor if d.chat_scaled else 1.0)  # (E, N)
+                speak = speak * strength[:, None, :]
+            if ready is not None:
+                speak = speak * ready[:, :, None]
             influence = speak @ talk  # (E, G, N) summed over each listener's speakers
             success = np.zeros((e, g, n), dtype=bool)
             for i in episodes:  # each episode's own generator, drawn only when it has conversations
@@ -224,19 +275,34 @@ class BatchedTownEnv:
             # Credit each speaker in proportion to its share of the listener's influence.
             credit_aw = speak * ((gain / safe) @ talk)  # (E, G, N)
             credit_sup = speak * ((newly / safe) @ talk)
-            q[:, AW] = credit_aw[:, b.group_of, ar]
-            q[:, SUP] = credit_sup[:, b.group_of, ar]
-            pool[:, AW] = (credit_aw * nonmember).sum(2)
+            q[:, AW] = credit_aw[:, w.group_of, ar]
+            q[:, SUP] = credit_sup[:, w.group_of, ar]
+            pool[:, AW] += (credit_aw * nonmember).sum(2)
             pool[:, SUP] = (credit_sup * nonmember).sum(2)
-            rel_gain = d.relationship_rate * (1.0 - self.relationship) * talk
+            if self._per_pair:
+                # Credit for relationships and conversations: full for a side that chose Chat, halved
+                # by each earlier talk with the same partner today, weighted by place and energy.
+                active = np.where(eff == CHAT, 1.0, d.passive_credit)  # (E, N)
+                if self._chat_weighted:
+                    active = active * strength
+                pair = talk * active[:, :, None] * d.repeat_decay**self.pair_today  # (E, N, N)
+                self.pair_today += talk
+            else:
+                pair = talk
+            rel_gain = d.relationship_rate * (1.0 - self.relationship) * pair
             self.relationship += rel_gain
             q[:, REL] = rel_gain.sum(2)
-            q[:, CONV] = talk.sum(2)
+            q[:, CONV] = pair.sum(2)
+            self.social_chats += chatting & w.social_place[place]
+            met = self.met_today
+            met |= talk > 0
+        else:
+            talked = np.zeros((e, n), dtype=bool)
         self.trace = d.trace_decay * self.trace + (1.0 - d.trace_decay) * talked
 
         # -- task: work at a task site, or rest at home --
         tasking = eff == TASK
-        at_home = place == b.home
+        at_home = place == w.home
         resting = tasking & at_home
         working = tasking & ~at_home
         q[:, TASK_P] = working * d.task_rate * factor
@@ -247,13 +313,14 @@ class BatchedTownEnv:
         # -- research: more with colleagues at the same place and after conversations --
         researching = eff == RESEARCH
         if researching.any():
-            key = ee * (g * p_count) + b.group_of * p_count + place  # (E, N) episode, group, place
+            key = ee * (g * p_count) + w.group_of * p_count + place  # (E, N) episode, group, place
             colleagues = np.bincount(key[researching], minlength=e * g * p_count)[key] - 1
             bonus = 1.0 + d.collab_bonus * np.minimum(colleagues, 4) + d.chat_trace_bonus * self.trace
-            q[:, KNOW] = researching * d.research_rate * factor * bonus
+            know = researching * d.research_rate * factor * bonus
+            q[:, KNOW] = know * ready[:, w.group_of] if ready is not None else know
 
         # -- energy --
-        cost = b._cost[eff]
+        cost = w.cost[eff]
         energy = self.energy - cost - d.energy_drain + rest
         self.energy = np.minimum(np.maximum(energy, 0.0, out=energy), 1.0, out=energy)
 
@@ -261,32 +328,92 @@ class BatchedTownEnv:
         moving = eff == MOVE
         if moving.any():
             arrived = moving & (place == self.target) & (self.override < 0) & (not night)
-            self.itinerary_idx = np.where(arrived, (self.itinerary_idx + 1) % b.itinerary_len, self.itinerary_idx)
+            self.itinerary_idx = np.where(arrived, (self.itinerary_idx + 1) % w.itinerary_len, self.itinerary_idx)
             target = self._targets(night)[moving]
             pos = self.pos_flat[moving]
             for _ in range(d.move_speed):
-                pos = b.hop[target, pos]
+                pos = w.hop[target, pos]
             self.pos_flat[moving] = pos
 
         # -- rewards: weighted terms, individual share + team share --
-        by_members = q @ b.members.T  # (E, K, G)
+        by_members = q @ w.members.T  # (E, K, G)
         team = by_members + pool
-        r_ind = (b._agent_weights * q).sum(1)  # (E, N)
-        r_team = (b.weights * by_members.transpose(0, 2, 1)).sum(2) / b.n_members  # (E, G)
-        r_pool = (b.weights * pool.transpose(0, 2, 1)).sum(2) / b.n_members  # (E, G) advocates' spread: team only
-        s = b._agent_share
-        rewards = s * r_ind + ((1.0 - b.share) * r_team + r_pool)[:, b.group_of]  # (E, N)
+        r_ind = (w.agent_weights * q).sum(1)  # (E, N)
+        r_team = (w.weights * by_members.transpose(0, 2, 1)).sum(2) / w.n_members  # (E, G)
+        r_pool = (w.weights * pool.transpose(0, 2, 1)).sum(2) / w.n_members  # (E, G) advocates' spread: team only
+        s = w.agent_share
+        rewards = s * r_ind + ((1.0 - w.share) * r_team + r_pool)[:, w.group_of]  # (E, N)
         self.group_progress += team[:, TASK_P]
+        if self._readiness:
+            self.readiness_stock *= 1.0 - d.readiness_decay
+            self.readiness_stock += team[:, TASK_P]
         self.group_knowledge += team[:, KNOW]
         self.episode_terms += team
         self.episode_rewards += rewards
-        self.action_counts[ee, ar, eff] += 1
+        self.block_counts[ee, ar, self.block, eff] += 1
+        if night:
+            self.night_steps += 1
+            self.night_home += at_home
         self.last_action = eff
         self.last_partner = np.where(chatting, partner, -1)
 
         self.t += 1
+        day = self._day_index()
+        if day != self.day:  # a new day: per-day saturation starts afresh
+            self.day = day
+            self.days_started += 1
+            self.partners_met += self.met_today.sum(2)
+            self.met_today[:] = False
+            self.pair_today[:] = 0.0
         self.refresh()
         return self.obs, self.mask, rewards, self.t >= self.max_cycles
+
+    # -- goal metrics -------------------------------------------------------------------------------
+    @property
+    def action_counts(self) -> Int:
+        """``(E, N, 5)`` effective actions of the episode so far (index 4 = no-op)."""
+        return self.block_counts.sum(2)
+
+    def goal_metrics(self) -> dict[str, dict[str, Float]]:
+        """What each group's objective names, and how its members behaved, per episode.
+
+        Returns ``{group: {metric: (E,) array}}`` with, for every group:
+        ``task_progress`` (work done by the group), ``night_at_home`` (share of its members' night
+        steps spent at home), ``chat_at_social_sites`` (share of their conversations held at social
+        sites; 0 without any), ``chats_per_day`` and ``distinct_partners_per_day`` (per member),
+        ``energy_end``, and ``share/<block>/<action>`` (share of the members' steps in each
+        time-of-day block of ``ga_env.world.DAY_BLOCKS``, ``noop`` = a masked action); for a group
+        with a cause ``awareness_end`` (mean awareness of it among non-members) and ``supporters``
+        (non-members won over); for a group that values knowledge ``knowledge``.
+        """
+        w = self.world
+        counts = self.block_counts  # (E, N, B, 5)
+        chats = counts[:, :, :, CHAT].sum(2)  # (E, N)
+        met = self.partners_met + self.met_today.sum(2)  # (E, N)
+        nonmembers = np.maximum(w.nonmember.sum(1), 1.0)  # (G,)
+        awareness_end = (self.aware * w.nonmember).sum(2) / nonmembers  # (E, G)
+        out: dict[str, dict[str, Float]] = {}
+        for k, grp in enumerate(w.groups):
+            m = w.group_of == k
+            metrics: dict[str, Float] = {"task_progress": self.group_progress[:, k].copy()}
+            if w.has_cause[k]:
+                metrics["awareness_end"] = awareness_end[:, k]
+                metrics["supporters"] = self.supporter[:, k].sum(1).astype(np.float64)
+            if grp.objective.get("knowledge", 0.0) > 0:
+                metrics["knowledge"] = self.group_knowledge[:, k].copy()
+            metrics["night_at_home"] = self.night_home[:, m].mean(1) / max(self.night_steps, 1)
+            n_chats = chats[:, m].sum(1)
+            metrics["chat_at_social_sites"] = self.social_chats[:, m].sum(1) / np.maximum(n_chats, 1)
+            metrics["chats_per_day"] = n_chats / m.sum() / self.days_started
+            metrics["distinct_partners_per_day"] = met[:, m].mean(1) / self.days_started
+            metrics["energy_end"] = self.energy[:, m].mean(1)
+            steps = np.maximum(counts[:, m].sum(axis=(1, 3)), 1)  # (E, B)
+            by_block = counts[:, m].sum(1) / steps[:, :, None]  # (E, B, 5)
+            for b, (block, _, _) in enumerate(DAY_BLOCKS):
+                for a, name in enumerate((*ACTION_NAMES, "noop")):
+                    metrics[f"share/{block}/{name}"] = by_block[:, b, a]
+            out[grp.name] = metrics
+        return out
 
     # -- derived quantities ----------------------------------------------------------------------
     @property
@@ -299,21 +426,29 @@ class BatchedTownEnv:
         """``(E, N)`` index of each agent's current Move target."""
         return self.target.copy()
 
+    def _minute(self) -> int:
+        return (self._start_minute + self.stride * self.t) % 1440
+
+    def _day_index(self) -> int:
+        """Days begin when night ends (the per-day saturation of conversations restarts)."""
+        return (self._start_minute + self.stride * self.t - 60 * self.world.dynamics.night_end) // 1440
+
     def _targets(self, night: bool) -> Int:
-        b = self.base
-        auto = b.home[None, :] if night else b.itinerary[b._ar, self.itinerary_idx]
+        w = self.world
+        auto = w.home[None, :] if night else w.itinerary[self._ar, self.itinerary_idx]
         return np.where(self.override >= 0, self.override, auto)
 
     def refresh(self) -> None:
         """Recompute the clock, targets, chat partners, action masks and observations after a change."""
-        b = self.base
-        d, m = b.dynamics, b.town_map
-        e, n, g = self.num_envs, self.num_agents, len(b.groups)
-        ar = b._ar
-        minute = (self._start_minute + b.stride * self.t) % 1440  # datetime is slow in the hot path
-        self.night = night = bool(b._night_by_minute[minute])
-        self.sincos = b._sincos_by_minute[minute]
-        place = b.place_flat[self.pos_flat]  # (E, N)
+        w = self.world
+        d, m = w.dynamics, w.town_map
+        e, n, g = self.num_envs, self.num_agents, w.n_groups
+        ar = self._ar
+        minute = self._minute()  # datetime is slow in the hot path
+        self.night = night = bool(w.night_by_minute[minute])
+        self.block = int(w.block_by_minute[minute])
+        self.sincos = w.sincos_by_minute[minute]
+        place = w.place_flat[self.pos_flat]  # (E, N)
         self.place = place
         self.target = self._targets(night)
         x, y = self.pos_flat % m.width, self.pos_flat // m.width
@@ -325,18 +460,18 @@ class BatchedTownEnv:
         nearby = reach.sum(2)  # (E, N)
         far = np.where(reach, cheb, 1 << 30)
         self.partner = np.where(nearby > 0, far.argmin(2), -1)
-        here = b._kind_table[ar, place]  # (E, N, 4) at home / task / research / social site
+        here = w.kind_table[ar, place]  # (E, N, 4) at home / task / research / social site
         mask = np.ones((e, n, N_ACTIONS), dtype=np.int8)
         mask[:, :, CHAT] = nearby > 0
         mask[:, :, TASK] = here[:, :, KIND_HOME] + here[:, :, KIND_TASK] > 0
         mask[:, :, RESEARCH] = here[:, :, KIND_RESEARCH]
         self.mask = mask
 
-        gi = b.group_of
-        cause = b._agent_cause
-        unaware = (reach * b._other_group * (1.0 - self.aware[:, gi])).sum(2) / np.maximum(nearby, 1) * cause
-        nonmembers = np.maximum(n - b.n_members, 1.0)
-        community = ((self.aware * b._nonmember).sum(2) / nonmembers)[:, gi] * cause
+        gi = w.group_of
+        cause = w.agent_cause
+        unaware = (reach * w.other_group * (1.0 - self.aware[:, gi])).sum(2) / np.maximum(nearby, 1) * cause
+        nonmembers = np.maximum(n - w.n_members, 1.0)
+        community = ((self.aware * w.nonmember).sum(2) / nonmembers)[:, gi] * cause
         target = self.target
         obs = np.empty((e, n, self.obs_dim), dtype=np.float32)
         obs[..., 0] = x / max(m.width - 1, 1)
@@ -346,13 +481,15 @@ class BatchedTownEnv:
         obs[..., 5] = self.energy
         obs[..., 6:10] = here
         obs[..., 10] = place == target
-        obs[..., 11] = b.dist[target, self.pos_flat]
-        obs[..., 12:16] = b._kind_table[ar, target]
+        obs[..., 11] = w.dist[target, self.pos_flat]
+        obs[..., 12:16] = w.kind_table[ar, target]
         obs[..., 16] = np.minimum(nearby / 5.0, 1.0)
         obs[..., 17] = unaware
         obs[..., 18] = nearby > 0
-        obs[..., 19] = np.tanh(self.group_progress / (5.0 * b.n_members))[:, gi]
-        obs[..., 20] = np.tanh(self.group_knowledge / (5.0 * b.n_members))[:, gi]
+        # v1: the readiness stock (recent work) rather than the episode's total, which never falls.
+        progress = self.readiness_stock if self._readiness else self.group_progress
+        obs[..., 19] = np.tanh(progress / (5.0 * w.n_members))[:, gi]
+        obs[..., 20] = np.tanh(self.group_knowledge / (5.0 * w.n_members))[:, gi]
         obs[..., 21] = community
         obs[..., 22] = self.trace
         obs[..., 23] = min(self.t / self.max_cycles, 1.0)

@@ -92,7 +92,6 @@ steps G episodes as one NumPy program (a GRPO group) with the same trajectories 
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
@@ -108,101 +107,29 @@ from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 
+from ga_env.batched import BatchedTownEnv
 from ga_env.errors import ActionError, TownDataError
 from ga_env.maps import TownMap, load_map
-from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_groups, load_personas
+from ga_env.personas import Group, Persona, load_groups, load_personas
+from ga_env.world import (
+    ACTION_NAMES,
+    BASE_OBS_DIM,
+    CHAT,
+    IDLE,
+    LATEST_VERSION,
+    MOVE,
+    N_ACTIONS,
+    OBS,
+    OBS_FEATURES,
+    RESEARCH,
+    TASK,
+    Dynamics,
+    World,
+)
 
 __all__ = ["ACTION_NAMES", "OBS", "OBS_FEATURES", "Dynamics", "TownEnv", "env", "parallel_env", "raw_env"]
 
-MOVE, CHAT, TASK, RESEARCH, IDLE = 0, 1, 2, 3, 4
-ACTION_NAMES: tuple[str, ...] = ("move", "chat", "task", "research")
-N_ACTIONS = 4
 MAX_UTTERANCE = 280
-TERM = {name: k for k, name in enumerate(OBJECTIVE_TERMS)}
-KIND_HOME, KIND_TASK, KIND_RESEARCH, KIND_SOCIAL = 0, 1, 2, 3
-OBS_FEATURES: tuple[str, ...] = (
-    "x", "y", "time_sin", "time_cos", "night", "energy",
-    "at_home", "at_task_site", "at_research_site", "at_social_site", "at_target", "target_distance",
-    "target_home", "target_task", "target_research", "target_social",
-    "nearby", "nearby_unaware", "partner_available",
-    "group_task_progress", "group_knowledge", "community_awareness", "collaboration", "episode_progress",
-)  # fmt: skip
-"""Names of the first ``BASE_OBS_DIM`` observation entries (then group one-hot, then awareness per cause)."""
-OBS = {name: k for k, name in enumerate(OBS_FEATURES)}
-BASE_OBS_DIM = len(OBS_FEATURES)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Dynamics:
-    """Constants of the town's dynamics (a change of defaults bumps the env version)."""
-
-    move_speed: int = 5
-    """Tiles walked per Move step."""
-    chat_radius: int = 3
-    """Chebyshev distance (tiles, same place) within which personas can chat."""
-    vision_radius: int = 6
-    """Chebyshev distance within which a persona perceives others (text observation)."""
-    spread_rate: float = 0.05
-    """Fraction of the remaining unawareness a conversation removes (slow word of mouth: at 0.2
-    a random policy saturates the town's awareness within a day, so whom to talk to stops mattering)."""
-    awareness_decay: float = 0.005
-    """Fraction of a non-member's awareness forgotten every step (attention fades)."""
-    persuasion: float = 0.8
-    """Probability that a conversation moves a listener's awareness at all."""
-    advocate_threshold: float = 0.5
-    """Awareness at which a non-member starts spreading a cause on."""
-    advocate_strength: float = 0.1
-    """An advocate's persuasiveness relative to a member's."""
-    supporter_threshold: float = 0.75
-    """Awareness at which a non-member counts as a supporter."""
-    relationship_rate: float = 0.15
-    """Fraction of the remaining relationship gap a conversation closes."""
-    task_rate: float = 0.1
-    """Task progress per step of work at full energy by day."""
-    research_rate: float = 0.1
-    """Knowledge per step of research at full energy by day, before bonuses."""
-    collab_bonus: float = 0.25
-    """Extra research output per colleague researching in the same place (up to 4)."""
-    chat_trace_bonus: float = 0.5
-    """Extra research output at a collaboration trace of 1 (recent conversations)."""
-    trace_decay: float = 0.8
-    """Per-step decay of the collaboration trace."""
-    night_factor: float = 0.25
-    """Output multiplier for work and research at night."""
-    energy_cost: tuple[float, float, float, float] = (0.01, 0.01, 0.03, 0.03)
-    """Energy spent by Move, Chat, Task, Research."""
-    energy_drain: float = 0.004
-    """Energy lost every step."""
-    rest_gain_day: float = 0.08
-    """Energy recovered by a Task (rest) step at home by day."""
-    rest_gain_night: float = 0.2
-    """Energy recovered by a Task (rest) step at home at night."""
-    night_start: int = 22
-    """Hour at which night begins."""
-    night_end: int = 6
-    """Hour at which night ends."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            values = v if isinstance(v, tuple) else (v,)
-            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in values):
-                raise TownDataError(
-                    "dynamics",
-                    f.name,
-                    f"{v!r} must be a non-negative number",
-                    f"see the Dynamics docstring for {f.name}",
-                )
-        if len(self.energy_cost) != N_ACTIONS:
-            raise TownDataError(
-                "dynamics", "energy_cost", "needs one cost per action", "give four numbers (Move, Chat, Task, Research)"
-            )
-        if not (0 <= self.night_start < 24 and 0 <= self.night_end < 24):
-            raise TownDataError(
-                "dynamics", "night_start/night_end", "must be hours in [0, 24)", "give hours such as 22 and 6"
-            )
-        if self.move_speed < 1:
-            raise TownDataError("dynamics", "move_speed", "must be at least 1", "give a positive number of tiles")
 
 
 def _town_folder(town: str | Path) -> Path:
@@ -269,12 +196,24 @@ class _Shared:
         setattr(obj._core, self.name, value)
 
 
+class _WorldField:
+    """A read-only table of the env's :class:`~ga_env.world.World` (``env.group_of`` is ``env.world.group_of``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj.world, self.name)
+
+
 class TownEnv(ParallelEnv):  # type: ignore[misc]
     """The town as a PettingZoo ParallelEnv (see the module docstring)."""
 
     metadata: ClassVar[dict[str, Any]] = {
         "render_modes": ["ansi", "rgb_array", "human"],
-        "name": "town_v0",
+        "name": f"town_v{LATEST_VERSION}",
         "is_parallelizable": True,
         "render_fps": 4,
     }
@@ -306,6 +245,23 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
     _t = _Shared("t")
     _night = _Shared("night")
 
+    # Tables built once from the town's data (ga_env.world.World), shared with the dynamics.
+    group_of = _WorldField("group_of")  # (N,)
+    members = _WorldField("members")  # (G, N)
+    n_members = _WorldField("n_members")  # (G,)
+    has_cause = _WorldField("has_cause")  # (G,)
+    weights = _WorldField("weights")  # (G, K)
+    share = _WorldField("share")  # (G,)
+    home = _WorldField("home")  # (N,)
+    home_tiles = _WorldField("home_tiles")
+    is_task_site = _WorldField("is_task_site")  # (N, P)
+    is_research_site = _WorldField("is_research_site")  # (N, P)
+    is_social_site = _WorldField("is_social_site")  # (N, P)
+    itinerary = _WorldField("itinerary")  # (N, L)
+    itinerary_len = _WorldField("itinerary_len")  # (N,)
+    spawn = _WorldField("spawn")  # (N, 2)
+    place_flat = _WorldField("place_flat")  # (H*W,)
+
     def __init__(
         self,
         *,
@@ -323,6 +279,7 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         text_obs: bool = False,
         render_mode: str | None = None,
         dynamics: Dynamics | Mapping[str, Any] | None = None,
+        version: int = LATEST_VERSION,
     ) -> None:
         # -- arguments --------------------------------------------------------------------
         if obs_mode not in ("dict", "box"):
@@ -354,13 +311,11 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
                 raise TownDataError(
                     "argument", "start", f"{start!r} is not a date and time", "write it as 'YYYY-MM-DD HH:MM'"
                 ) from None
-        if isinstance(dynamics, Mapping):
-            try:
-                dynamics = Dynamics(**dynamics)
-            except TypeError as e:
-                names = ", ".join(f.name for f in dataclasses.fields(Dynamics))
-                raise TownDataError("argument", "dynamics", str(e), f"use fields among {names}") from None
-        self.dynamics: Dynamics = dynamics or Dynamics()
+        if not isinstance(dynamics, Dynamics):  # the version's defaults, with the given overrides
+            dynamics = Dynamics.for_version(version, **(dynamics or {}))
+        self.version = version
+        self.metadata = {**self.metadata, "name": f"town_v{version}"}
+        self.dynamics: Dynamics = dynamics
         self.max_cycles = max_cycles
         self.stride = stride
         self.start_time: dt.datetime = start
@@ -409,7 +364,7 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self.possible_agents: list[str] = [p.agent_id for p in personas]
         self.agent_index: dict[str, int] = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []
-        self._build_tables(personas_path)
+        self.world = World.build(self.town_map, personas, self.groups, self.dynamics, source=personas_path)
 
         # -- spaces (fixed at construction, returned as the same objects) ------------------
         n, g = len(personas), len(self.groups)
@@ -432,102 +387,9 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             self._act_space = gymnasium.spaces.Discrete(N_ACTIONS)
         self.state_space = gymnasium.spaces.Box(-1.0, 1.0, (n * self.obs_dim + g * n,), np.float32)
         self.np_random, self.np_random_seed = seeding.np_random()
-        from ga_env.batched import BatchedTownEnv  # the dynamics: one implementation for E = 1 and E = G
-
-        self._core = BatchedTownEnv(self, 1)
+        # The dynamics: one implementation for E = 1 (this env) and E = G (a GRPO group).
+        self._core = BatchedTownEnv(self.world, 1, max_cycles=max_cycles, stride=stride, start=start)
         self._ready = False
-
-    def _build_tables(self, personas_path: Path) -> None:
-        """Index arrays for the vectorised dynamics (built once)."""
-        m, ps, gs = self.town_map, self.personas, self.groups
-        n, g, p_count = len(ps), len(gs), m.n_places
-        gidx = {grp.name: i for i, grp in enumerate(gs)}
-        self.group_of = np.array([gidx[p.group] for p in ps], dtype=np.int64)  # (N,)
-        self.members = np.zeros((g, n), dtype=np.float64)  # (G, N)
-        self.members[self.group_of, np.arange(n)] = 1.0
-        self.n_members = self.members.sum(1)  # (G,)
-        self.has_cause = np.array([grp.cause is not None for grp in gs])  # (G,)
-        self.weights = np.array([[grp.objective.get(t, 0.0) for t in OBJECTIVE_TERMS] for grp in gs])  # (G, K)
-        self.share = np.array([grp.individual_share for grp in gs], dtype=np.float64)  # (G,)
-
-        def sites(grp: Group, key: str) -> list[int]:
-            return [m.place_index(s, source=grp.source, field_name=key) for s in getattr(grp, key)]
-
-        group_task = [sites(grp, "task_sites") for grp in gs]
-        group_research = [sites(grp, "research_sites") for grp in gs]
-        group_social = [sites(grp, "social_sites") for grp in gs]
-        self.home = np.array(
-            [
-                m.place_index(p.living_area, source=personas_path, field_name=f"persona {p.name!r}.living_area")
-                for p in ps
-            ],
-            dtype=np.int64,
-        )
-        # Per-agent site masks (N, P) and itineraries (N, L) padded with -1.
-        self.is_task_site = np.zeros((n, p_count), dtype=bool)
-        self.is_research_site = np.zeros((n, p_count), dtype=bool)
-        self.is_social_site = np.zeros((n, p_count), dtype=bool)
-        itineraries: list[list[int]] = []
-        for i, p in enumerate(ps):
-            gi = self.group_of[i]
-            own_task = (
-                [m.place_index(p.task_site, source=personas_path, field_name=f"persona {p.name!r}.task_site")]
-                if p.task_site
-                else group_task[gi]
-            )
-            self.is_task_site[i, own_task] = True
-            self.is_research_site[i, group_research[gi]] = True
-            self.is_social_site[i, group_social[gi]] = True
-            itineraries.append(list(dict.fromkeys(own_task + group_research[gi] + group_social[gi])))
-        width = max(len(it) for it in itineraries)
-        self.itinerary = np.full((n, width), -1, dtype=np.int64)
-        for i, it in enumerate(itineraries):
-            self.itinerary[i, : len(it)] = it
-        self.itinerary_len = np.array([len(it) for it in itineraries], dtype=np.int64)
-        # Spawn tiles: explicit ones must be walkable tiles of the persona's home.
-        self.spawn = np.full((n, 2), -1, dtype=np.int64)
-        for i, p in enumerate(ps):
-            if p.spawn is None:
-                continue
-            x, y = p.spawn
-            if not (0 <= x < m.width and 0 <= y < m.height) or not m.walkable[y, x]:
-                raise TownDataError(
-                    personas_path,
-                    f"persona {p.name!r}.spawn",
-                    f"tile ({x}, {y}) is a wall or off the map {m.source}",
-                    "choose a walkable tile inside the persona's home",
-                )
-            self.spawn[i] = (x, y)
-        self.hop = m.next_hop_table()  # (P, H*W)
-        dist = m.distance_table().astype(np.float64)  # (P, H*W)
-        self.max_dist = max(float(dist.max()), 1.0)
-        self.dist = dist / self.max_dist
-        self.place_flat = m.place_of.ravel().astype(np.int64)  # (H*W,)
-        self.home_tiles = [m.place_tiles(int(h)) for h in self.home]
-        self._ar = np.arange(n)
-        self._cost = np.append(np.asarray(self.dynamics.energy_cost, dtype=np.float64), 0.0)  # (5,) idle is free
-        self._agent_weights = self.weights[self.group_of].T.copy()  # (K, N)
-        self._agent_share = self.share[self.group_of]  # (N,)
-        self._nonmember = 1.0 - self.members  # (G, N)
-        self._kind_table = np.stack(  # (N, P, 4): is place p agent i's home / task / research / social site
-            [
-                np.arange(p_count)[None, :] == self.home[:, None],
-                self.is_task_site,
-                self.is_research_site,
-                self.is_social_site,
-            ],
-            axis=2,
-        ).astype(np.float32)
-        self._other_group = (self.group_of[:, None] != self.group_of[None, :]).astype(np.float64)  # (N, N)
-        self._agent_cause = self.has_cause[self.group_of].astype(np.float64)  # (N,)
-        d = self.dynamics
-        hours = np.arange(1440) // 60
-        if d.night_start > d.night_end:
-            self._night_by_minute = (hours >= d.night_start) | (hours < d.night_end)
-        else:
-            self._night_by_minute = (hours >= d.night_start) & (hours < d.night_end)
-        angle = 2.0 * np.pi * np.arange(1440) / 1440.0
-        self._sincos_by_minute = np.stack([np.sin(angle), np.cos(angle)], axis=1)  # (1440, 2)
 
     # -- spaces -------------------------------------------------------------------------------
     @functools.cache  # noqa: B019 - spaces are fixed per instance, as in PettingZoo
@@ -732,6 +594,19 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self.inbox = [[] for _ in self.possible_agents]
         return infos
 
+    # -- goal metrics -----------------------------------------------------------------------------
+    def goal_metrics(self) -> dict[str, dict[str, float]]:
+        """What each group's objective names and how its members behaved, in this episode so far.
+
+        ``{group: {metric: value}}``; the metrics are those of
+        :meth:`ga_env.batched.BatchedTownEnv.goal_metrics` (e.g. ``awareness_end``, ``supporters``,
+        ``knowledge``, ``task_progress``, ``night_at_home``, ``chat_at_social_sites``,
+        ``distinct_partners_per_day``, ``share/<block>/<action>``).
+        """
+        return {
+            group: {k: float(v[0]) for k, v in metrics.items()} for group, metrics in self._core.goal_metrics().items()
+        }
+
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> npt.NDArray[np.float32]:
         """Global state for centralised critics: every agent's observation and all awareness."""
@@ -788,7 +663,7 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             gymnasium.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
         if not self._ready:
-            self.reset_arrays()
+            raise RuntimeError("render() called before reset(); call env.reset(seed=...) first")
         from ga_env import render as _render
 
         if self.render_mode == "rgb_array":
