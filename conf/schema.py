@@ -47,8 +47,11 @@ class EnvConfig:
     """Groups whose personas live in the town (see ``ga_env/data/willowbrook/groups``)."""
     max_agents: int | None = None
     """Keep only the first N personas (None = all of the chosen groups)."""
-    max_cycles: int = 144
-    """Episode length in steps (144 = one day at a 10-minute stride)."""
+    max_cycles: int = 432
+    """Episode length in steps (432 = three days at a 10-minute stride: skipping a night's sleep costs
+    the next day's output, which a one-day episode cannot show)."""
+    version: int = 1
+    """Town version (``ga/Town-v1``; 0 = the first release's dynamics, for reproducibility)."""
     stride: int = 10
     """Minutes per step."""
     dynamics: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +65,8 @@ class EnvConfig:
             names = ", ".join(f.name for f in dataclasses.fields(Dynamics))
             raise ConfigError("env.dynamics", f"unknown fields {sorted(unknown)}", f"use fields of Dynamics: {names}")
         _positive("env", self, "max_cycles", "stride")
+        if self.version not in (0, 1):
+            raise ConfigError("env.version", f"{self.version!r} is not a town version", "use 1 (current) or 0")
 
     def make(self) -> ga_env.TownEnv:
         """Build the env (array API; observations as a bare Box)."""
@@ -72,6 +77,7 @@ class EnvConfig:
             max_cycles=self.max_cycles,
             stride=self.stride,
             obs_mode="box",
+            version=self.version,
             dynamics=dyn or None,
         )
 
@@ -258,8 +264,9 @@ class GRPOConfig:
     """Training iterations; each rolls out one GRPO group."""
     group_size: int = 8
     """G: episodes rolled out from the same env seed per iteration."""
-    gamma: float = 0.95
-    """Discount of the per-agent reward-to-go used as the return (1 = undiscounted)."""
+    gamma: float = 0.99
+    """Discount of the per-agent reward-to-go (1 = undiscounted). 0.99 (horizon ~100 steps, 17 h) lets
+    a night's sleep be credited with the next morning's output; 0.95 (~3 h) cannot see it."""
     group_by: str = "rollout"
     """Advantage baseline: ``rollout`` (same agent and step across the G rollouts), ``team`` or ``both``."""
     scale: str = "group"
@@ -280,7 +287,7 @@ class GRPOConfig:
     """Global gradient-norm clip (0 = off)."""
     top_k: int = 3
     """Trajectories per group summarised into lessons."""
-    eval_episodes: int = 5
+    eval_episodes: int = 50
     """Episodes (fresh seeds) per policy in the evaluations."""
     eval_every: int = 10
     """Evaluate the trained policy every N iterations (0 = only at the end)."""

@@ -74,9 +74,9 @@ class Dynamics:
     """Chebyshev distance (tiles, same place) within which personas can chat (talking distance)."""
     vision_radius: int = 6
     """Chebyshev distance within which a persona perceives others (text observation)."""
-    spread_rate: float = 0.05
-    """Fraction of the remaining unawareness a conversation removes (slow word of mouth: at 0.2
-    a random policy saturates the town's awareness within a day, so whom to talk to stops mattering)."""
+    spread_rate: float = 0.15
+    """Fraction of the remaining unawareness a conversation at full strength removes (v0: 0.05; v1's
+    talks are weakened by place, energy and readiness, so a random policy still spreads little)."""
     awareness_decay: float = 0.005
     """Fraction of a non-member's awareness forgotten every step (attention fades; half-life ~23 h)."""
     persuasion: float = 0.8
@@ -151,6 +151,7 @@ class Dynamics:
         """
         if version == 0:
             base: dict[str, Any] = {
+                "spread_rate": 0.05,
                 "night_factor": 0.25,
                 "energy_cost": (0.01, 0.01, 0.03, 0.03),
                 "energy_drain": 0.004,

@@ -86,6 +86,7 @@ def make_env(cfg: Config, start: str, stride: int | None, *, rich: bool = False)
         action_mode="rich" if rich else "discrete",
         text_obs=rich,
         dynamics=dyn or None,
+        version=cfg.env.version,
     )
 
 
