@@ -49,10 +49,11 @@ from tqdm import tqdm
 
 from agents import RandomPolicy, ScriptedPolicy
 from agents.factory import make_policy, shared_llm_usage
+from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params
 from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES
-from trainers.evaluate import evaluate
+from trainers.evaluate import Evaluation, run_episodes, summarise
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
 from trainers.lessons import make_lessons
 from trainers.rollout import InProcessRollouts, RayRollouts
@@ -257,12 +258,19 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         (out_dir / "config.yaml").write_text(config_yaml)
         return path
 
-    def eval_trained(seeds: list[int]) -> dict[str, float]:
+    def eval_trained(seeds: list[int]) -> Evaluation:
         greedy = make_policy(cfg, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
         greedy.params = policy.params
         for name, lessons in lessons_by_group.items():
             greedy.set_lessons(name, lessons)
-        return evaluate(env, greedy, seeds, np.random.default_rng(tc.seed + 1))
+        return run_episodes(env, greedy, seeds, np.random.default_rng(tc.seed + 1))
+
+    def log_goals(ev: Evaluation, step: int, row: dict[str, Any] | None = None) -> None:
+        for group, metrics in ev.mean_goals().items():
+            for key, v in metrics.items():
+                writer.add_scalar(f"goals/{group}/{key}", v, step)
+                if row is not None:
+                    row[f"goals/{group}/{key}"] = v
 
     for it in tqdm(
         range(start, tc.iterations), desc=f"grpo {cfg.experiment}", initial=start, total=tc.iterations, file=sys.stdout
@@ -346,8 +354,10 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 row[f"actions/{name}/{a_name}"] = float((eff == a).mean())
             row[f"actions/{name}/noop"] = float((eff == 4).mean())
         if tc.eval_every and (it + 1) % tc.eval_every == 0 and it + 1 < tc.iterations:
-            for name, v in eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)]).items():
+            ev = eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)])
+            for name, v in ev.mean_returns().items():
                 row[f"eval/{name}/trained"] = v
+            log_goals(ev, it + 1, row)
         usage = _llm_usage(cfg, rollouts.llm_usage_reports(), usage_before)
         if usage is not None:  # LLM calls, tokens, cost, retries, fallbacks and faults by kind
             row.update(report_scalars(usage))
@@ -364,17 +374,32 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     rollouts.close()
     checkpoint(tc.iterations)
 
-    # -- final evaluation: trained vs random vs scripted on fresh seeds --------------------------------
+    # -- final evaluation: trained vs the baselines on the same fresh seeds ------------------------------
     seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
-    results = {
-        "trained": eval_trained(seeds),
-        "random": evaluate(env, RandomPolicy(), seeds, np.random.default_rng(tc.seed + 2)),
-        "scripted": evaluate(env, ScriptedPolicy(env.groups), seeds, np.random.default_rng(tc.seed + 3)),
+    baselines = {
+        "random": RandomPolicy(),
+        "scripted": ScriptedPolicy(env.groups),
+        "chat": ChatPolicy(),  # chat whenever a partner is near (the best 3-line rule on Town-v0)
+        "heuristic": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups, "tuned")),
+        "upper": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups, "upper")),
     }
+    evals = {"trained": eval_trained(seeds)}
+    for k, (kind, baseline) in enumerate(baselines.items()):
+        evals[kind] = run_episodes(env, baseline, seeds, np.random.default_rng(tc.seed + 2 + k))
+    results = {kind: ev.mean_returns() for kind, ev in evals.items()}
     for kind, per_group in results.items():
         for name, v in per_group.items():
             writer.add_scalar(f"eval/{name}/{kind}", v, tc.iterations)
-    report = {"experiment": cfg.experiment, "seed": tc.seed, "eval_seeds": seeds, "returns": results}
+    log_goals(evals["trained"], tc.iterations)
+    report = {
+        "experiment": cfg.experiment,
+        "seed": tc.seed,
+        "env_version": cfg.env.version,
+        "eval_seeds": seeds,
+        "returns": results,
+        "goals": {kind: ev.mean_goals() for kind, ev in evals.items()},
+        "ci95": summarise(evals),
+    }
     usage = _llm_usage(cfg, worker_usage, usage_before)  # the final evaluation's calls included
     if usage is not None:
         report["llm_usage"] = usage
@@ -384,9 +409,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         print(f"LLM usage: {report_summary(usage)}")
     (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
     print(f"\nEvaluation ({cfg.experiment}, trainer.seed={tc.seed}, {len(seeds)} fresh seeds): mean return per agent")
-    print(f"{'group':<20}{'trained':>10}{'random':>10}{'scripted':>10}")
+    print(f"{'group':<20}" + "".join(f"{k:>10}" for k in results))
     for name in group_names:
-        print(f"{name:<20}" + "".join(f"{results[k][name]:>10.2f}" for k in ("trained", "random", "scripted")))
+        print(f"{name:<20}" + "".join(f"{results[k][name]:>10.2f}" for k in results))
     writer.close()
     metrics_file.close()
     return report
