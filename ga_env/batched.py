@@ -177,6 +177,7 @@ class BatchedTownEnv:
         self.night_steps = 0
         self.social_chats: Int = np.zeros((e, n), dtype=np.int64)
         self.pair_today: Float = np.zeros((e, n, n))  # (E, N, N) conversations today per pair
+        self.worked_today: Int = np.zeros((e, n), dtype=np.int64)  # (E, N) Task/Research steps today
         self.met_today = np.zeros((e, n, n), dtype=bool)  # (E, N, N) talked with today
         self.partners_met: Int = np.zeros((e, n), dtype=np.int64)  # distinct partners, summed over past days
         self.day = self._day_index()
@@ -218,6 +219,10 @@ class BatchedTownEnv:
         place = w.place_flat[self.pos_flat]  # (E, N)
         # Output factor: energy (full above the fatigue level), lowered at night.
         factor = np.minimum(self.energy / d.fatigue_level, 1.0) * (d.night_factor if night else 1.0)  # (E, N)
+        if d.workday_steps:  # work and research beyond the working day achieve little
+            work_factor = factor * np.where(self.worked_today < d.workday_steps, 1.0, d.overtime_factor)
+        else:
+            work_factor = factor
         q = np.zeros((e, len(OBJECTIVE_TERMS), n))  # (E, K, N) individual contributions
         pool = np.zeros((e, len(OBJECTIVE_TERMS), g))  # (E, K, G) contributions by non-members
         if self._readiness:  # a group's recent work multiplies what its outreach and research achieve
@@ -305,7 +310,7 @@ class BatchedTownEnv:
         at_home = place == w.home
         resting = tasking & at_home
         working = tasking & ~at_home
-        q[:, TASK_P] = working * d.task_rate * factor
+        q[:, TASK_P] = working * d.task_rate * work_factor
         rest = resting * (d.rest_gain_night if night else d.rest_gain_day)
         rest = np.minimum(rest, 1.0 - self.energy)
         q[:, REST] = rest
@@ -316,7 +321,7 @@ class BatchedTownEnv:
             key = ee * (g * p_count) + w.group_of * p_count + place  # (E, N) episode, group, place
             colleagues = np.bincount(key[researching], minlength=e * g * p_count)[key] - 1
             bonus = 1.0 + d.collab_bonus * np.minimum(colleagues, 4) + d.chat_trace_bonus * self.trace
-            know = researching * d.research_rate * factor * bonus
+            know = researching * d.research_rate * work_factor * bonus
             q[:, KNOW] = know * ready[:, w.group_of] if ready is not None else know
 
         # -- energy --
@@ -351,6 +356,8 @@ class BatchedTownEnv:
         self.episode_terms += team
         self.episode_rewards += rewards
         self.block_counts[ee, ar, self.block, eff] += 1
+        if d.workday_steps:
+            self.worked_today += working | researching
         if night:
             self.night_steps += 1
             self.night_home += at_home
@@ -365,6 +372,7 @@ class BatchedTownEnv:
             self.partners_met += self.met_today.sum(2)
             self.met_today[:] = False
             self.pair_today[:] = 0.0
+            self.worked_today[:] = 0
         self.refresh()
         return self.obs, self.mask, rewards, self.t >= self.max_cycles
 

@@ -113,6 +113,11 @@ class Dynamics:
     """Energy below which output falls (output factor ``min(1, energy / fatigue_level)``; v0: 1.0, output ∝ energy).
     A rested persona works at full output all day; one who skipped the night's sleep starts the
     next day below this level."""
+    workday_steps: int = 48
+    """Steps of Task or Research per persona per day at full output; beyond them output drops to
+    ``overtime_factor`` (an 8-hour working day; v0: 0 = unlimited, so working all day was optimal)."""
+    overtime_factor: float = 0.25
+    """Output of work and research beyond the day's ``workday_steps`` (tired people achieve little)."""
     chat_scaled: bool = True
     """Chat outcomes (persuasion, relationships, conversations) scale with the speaker's output factor
     (energy, night) like work and research (v0: False, chatting all night was free)."""
@@ -158,6 +163,7 @@ class Dynamics:
                 "rest_gain_day": 0.08,
                 "rest_gain_night": 0.2,
                 "fatigue_level": 1.0,
+                "workday_steps": 0,
                 "chat_scaled": False,
                 "passive_credit": 1.0,
                 "repeat_decay": 1.0,
@@ -205,7 +211,7 @@ class Dynamics:
         for name in ("fatigue_level", "readiness_scale"):
             if getattr(self, name) <= 0:
                 raise TownDataError("dynamics", name, "must be positive", "give a number above 0")
-        for name in ("readiness_floor", "repeat_decay", "passive_credit", "transit_chat", "workplace_chat"):
+        for name in ("overtime_factor", "readiness_floor", "repeat_decay", "passive_credit", "transit_chat", "workplace_chat"):
             if getattr(self, name) > 1:
                 raise TownDataError("dynamics", name, f"{getattr(self, name)!r} is above 1", "give a number in [0, 1]")
 

@@ -10,7 +10,9 @@ single process. Random actions are drawn beforehand so that the figure
 measures the env, not the sampler. ``batched_vs_single`` compares the G
 episodes of a GRPO group (G = ``--group-size``, 25 agents) stepped as one
 batched NumPy program (``ga_env.batched.BatchedTownEnv``) with the same G envs
-stepped one by one through ``step_arrays``. For stable figures run it on one
+stepped one by one through ``step_arrays``. ``v1_slowdown_vs_v0`` is Town-v0's agent-steps/s
+over Town-v1's (the default) with the same random actions, through ``step()`` and through
+``step_arrays``, measured alternately in the same run. For stable figures run it on one
 core: ``OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_env.py``.
 """
 
@@ -121,6 +123,21 @@ def main() -> None:
     for n in (8, 25):
         out[f"town_{n}"] = bench_parallel(ga_env.parallel_env(max_agents=n), args.steps, args.repeats)
     out["town_25_arrays"] = bench_arrays(ga_env.parallel_env(), args.steps, args.repeats)
+    # Town-v1 vs Town-v0, alternating so that machine load hits both alike.
+    v0_api = v1_api = v0_arr = v1_arr = 0.0
+    for _ in range(args.repeats):
+        v0_api = max(v0_api, bench_parallel(ga_env.parallel_env(version=0), args.steps, 1)["agent_steps_per_s"])
+        v1_api = max(v1_api, bench_parallel(ga_env.parallel_env(version=1), args.steps, 1)["agent_steps_per_s"])
+        v0_arr = max(v0_arr, bench_arrays(ga_env.parallel_env(version=0), args.steps, 1)["agent_steps_per_s"])
+        v1_arr = max(v1_arr, bench_arrays(ga_env.parallel_env(version=1), args.steps, 1)["agent_steps_per_s"])
+    out["town_25_v0_vs_v1"] = {
+        "v0_step_agent_steps_per_s": v0_api,
+        "v1_step_agent_steps_per_s": v1_api,
+        "v0_arrays_agent_steps_per_s": v0_arr,
+        "v1_arrays_agent_steps_per_s": v1_arr,
+        "v1_slowdown_vs_v0_step": round(v0_api / v1_api, 3),
+        "v1_slowdown_vs_v0_arrays": round(v0_arr / v1_arr, 3),
+    }
     out["batched_vs_single"] = bench_batched(args.group_size, max(args.steps // 10, 10), args.repeats)
     try:
         from mpe2 import simple_spread_v3
