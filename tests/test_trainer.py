@@ -93,6 +93,12 @@ def test_entry_point_end_to_end(tmp_path: Path) -> None:
         "eval/artist_collective/trained",
         "eval/artist_collective/random",
         "eval/residents/scripted",
+        "eval/residents/heuristic",
+        "eval/artist_collective/upper",
+        "goals/artist_collective/awareness_end",
+        "goals/artist_collective/night_at_home",
+        "goals/residents/task_progress",
+        "goals/residents/chat_at_social_sites",
     ):
         assert tag in scalars, tag
     assert len(acc.Scalars("losses/policy")) == 2
@@ -106,8 +112,19 @@ def test_entry_point_end_to_end(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [1, 2]
     report = json.loads((out / "eval.json").read_text())
-    assert set(report["returns"]) == {"trained", "random", "scripted"}
+    policies = {"trained", "random", "scripted", "chat", "heuristic", "upper"}
+    assert set(report["returns"]) == policies and report["env_version"] == 1
     assert set(report["returns"]["random"]) == {"artist_collective", "residents"}
+    # Goal metrics of every evaluated policy: goals[policy][group][metric], with CIs beside them.
+    assert set(report["goals"]) == policies
+    for policy in policies:
+        artists, residents = report["goals"][policy]["artist_collective"], report["goals"][policy]["residents"]
+        assert {"night_at_home", "task_progress", "chat_at_social_sites", "awareness_end", "supporters"} <= set(artists)
+        assert {"night_at_home", "task_progress", "chat_at_social_sites"} <= set(residents)
+        assert "awareness_end" not in residents
+        assert 0.0 <= artists["night_at_home"] <= 1.0 and 0.0 <= artists["chat_at_social_sites"] <= 1.0
+        mean, half = report["ci95"][policy]["residents"]["return"]
+        assert mean == pytest.approx(report["returns"][policy]["residents"]) and half >= 0.0
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
