@@ -1,8 +1,8 @@
 """Town: a town of generative-agent personas as a PettingZoo ``ParallelEnv``.
 
 =====================  ==============================================================
-Import                 ``from ga_env import town_v0`` or ``ga_env.parallel_env()``
-Registered id          ``pettingzoo.make("parallel", "ga/Town-v0")`` (and ``"aec"``)
+Import                 ``from ga_env import town_v1`` or ``ga_env.parallel_env()``
+Registered id          ``pettingzoo.make("parallel", "ga/Town-v1")`` (and ``"aec"``; ``"ga/Town-v0"``)
 Actions                ``Discrete(4)``: 0 Move, 1 Chat, 2 Task, 3 Research
 Parallel API           Yes
 Agents                 one per persona (25 in the default town of Willowbrook)
@@ -34,7 +34,21 @@ MARL policy can act):
   more with colleagues researching in the same place and after recent
   conversations (collaboration).
 
-Every action costs energy; output scales with energy and drops at night.
+Every action costs energy; output (of work, research and, in v1, chat) is full above
+``fatigue_level`` energy, falls below it and drops at night (``night_factor``). Energy comes
+back from rest at home (Task at home), far more at night (sleep) than by day, so a night
+without sleep costs the next day's output. In v1 work and research beyond an 8-hour working
+day (``workday_steps``) achieve only ``overtime_factor``.
+
+**Incentives (Town-v1).** Conversations persuade most at social sites (any group's social
+sites), less at homes and workplaces (``workplace_chat``) and little in transit places such as
+the main street (``transit_chat``). Relationship and conversation credit go only to a side that
+chose Chat (``passive_credit``) and halve with each earlier talk with the same partner that day
+(``repeat_decay``). A group's recent work (a decaying readiness stock) multiplies what its
+members' and advocates' talk persuades and what its research yields (``readiness_floor`` when
+nothing is prepared). The awareness term pays the net change of the community's awareness:
+decay is charged to the cause's group (``charge_decay``), so awareness lost and regained is
+not paid twice. Every constant and the reason for its default: :class:`ga_env.world.Dynamics`.
 ``action_mask`` marks the actions that are possible now (Move always; Chat if
 a partner is near; Task at a task site or home; Research at a research site).
 A masked action is a no-op. An action outside ``Discrete(4)`` is a
@@ -75,7 +89,8 @@ therefore exactly its objective applied to its measured terms.
 * ``map_file``, ``personas_file``, ``groups_dir``: override one part.
 * ``groups``: keep only personas of these groups (e.g. ``["artist_collective", "residents"]``).
 * ``max_agents``: keep the first N personas.
-* ``max_cycles`` (144, one day at stride 10), ``stride`` (minutes per step, 10),
+* ``version`` (1; 0 = the first release's dynamics, kept for reproducibility).
+* ``max_cycles`` (144, one day at stride 10; the experiments use 432, three days), ``stride`` (minutes per step, 10),
   ``start`` (``"2023-02-13 07:00"``).
 * ``obs_mode`` (``"dict"`` | ``"box"``), ``action_mode`` (``"discrete"`` | ``"rich"``),
   ``text_obs`` (False), ``render_mode`` (``"ansi"`` | ``"rgb_array"`` | ``"human"``).
@@ -88,6 +103,14 @@ steps G episodes as one NumPy program (a GRPO group) with the same trajectories 
 **Version history**
 
 * v0: first release.
+* v1: incentives whose optimum looks like town life (the trained v0 policies chatted 60-90% of
+  all steps, mostly on the main street, all night, and never worked): chat costs energy and
+  scales with energy, night and place; per-partner, per-day saturation of conversations and
+  relationships, none for a passive partner; awareness paid on its net change; a group's work
+  conditions its outreach and research; sleep at night restores far more than a nap; an
+  8-hour working day; ``spread_rate`` 0.05 -> 0.15 (talks are weaker otherwise). Goal metrics
+  (:meth:`TownEnv.goal_metrics`). v0 stays available as ``version=0`` / ``ga/Town-v0`` and
+  reproduces the first release's trajectories exactly.
 """
 
 from __future__ import annotations
