@@ -455,7 +455,7 @@ class BatchedTownEnv:
         minute = self._minute()  # datetime is slow in the hot path
         self.night = night = bool(w.night_by_minute[minute])
         self.block = int(w.block_by_minute[minute])
-        self.sincos = w.sincos_by_minute[minute]
+        self.sincos = w.sincos_by_minute[minute].copy()  # own array: snapshots restore it in place
         place = w.place_flat[self.pos_flat]  # (E, N)
         self.place = place
         self.target = self._targets(night)

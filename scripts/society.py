@@ -122,7 +122,7 @@ def _walk(env: TownEnv) -> list[tuple[str, Any, str, Any]]:
             elif (
                 hasattr(value, "__dict__")
                 and type(value).__module__.startswith("ga_env.")
-                and type(value).__name__ not in ("TownMap", "Dynamics", "Persona", "Group")
+                and type(value).__name__ not in ("TownMap", "Dynamics", "Persona", "Group", "World")
                 and id(value) not in seen
             ):
                 seen.add(id(value))

@@ -122,7 +122,9 @@ def test_large_arrays_go_to_shared_blocks(tmp_path: Path, monkeypatch: pytest.Mo
     blobs = sorted(p.name for p in store.blob_dir.iterdir())
     assert blobs and all(p.endswith(".npy") for p in blobs)
     refs = [rs.checkpoint_blobs(p) for _, p in store.checkpoints()]
-    assert refs[0] and refs[0] <= refs[-1]  # a later checkpoint reuses the earlier blocks
+    # A later checkpoint reuses the earlier blocks: all but those of the few arrays that changed
+    # (Town-v1's behaviour counters: actions by time of day, talks per pair today).
+    assert refs[0] and len(refs[0] & refs[-1]) >= len(refs[0]) - 2
     assert set().union(*refs) == {b.removesuffix(".npy") for b in blobs}  # nothing unreferenced kept
     # Resume through the blocks is exact.
     full = _create(tmp_path, "g_full", "generative", every=0)
