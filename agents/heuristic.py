@@ -10,8 +10,10 @@ per group (:class:`HeuristicParams`), read from the named observation features
 1. Night: go home and sleep (Task at home).
 2. Tired (energy below ``rest_below``) and at home: rest.
 3. At a task site while the group's work stock (``group_task_progress``) is below
-   ``work_target`` (for a group whose objective rewards work or whose outreach needs it): work.
-4. At a research site and the group values knowledge: research.
+   ``work_target`` and the agent has worked fewer than ``max_work`` steps today (for a group
+   whose objective rewards work or whose outreach needs it): work.
+4. At a research site, the group values knowledge and fewer than ``max_work`` steps of work
+   today: research.
 5. A partner is near, the conversation has not gone on for ``max_chat`` steps, the place is a
    social site (or ``chat_anywhere``), and (for a group with a cause) at least ``min_unaware`` of
    the listeners nearby do not know it yet: chat.
@@ -65,9 +67,11 @@ class HeuristicParams:
     """Energy under which an agent at home rests by day."""
     chat_anywhere: float = 0.0
     """Above 0.5: chat outside social sites too."""
+    max_work: float = 48.0
+    """Steps of work and research per day (Town-v1's working day is 48 steps; the count restarts at night)."""
 
     BOUNDS: tuple[tuple[float, float], ...] = dataclasses.field(
-        default=((0.0, 1.0), (0.0, 1.0), (1.0, 8.0), (0.0, 0.6), (0.0, 1.0)), repr=False, compare=False
+        default=((0.0, 1.0), (0.0, 1.0), (1.0, 8.0), (0.0, 0.6), (0.0, 1.0), (0.0, 144.0)), repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
@@ -110,52 +114,70 @@ class HeuristicPolicy(LessonsMixin):
         self.max_chat = np.array([round(q.max_chat) for q in p])
         self.rest_below = np.array([q.rest_below for q in p])
         self.chat_anywhere = np.array([q.chat_anywhere > 0.5 for q in p])
+        self.max_work = np.array([q.max_work for q in p])
         obj = [g.objective for g in groups]
         self.spreads = np.array(
-            [g.cause is not None and o.get("awareness", 0) + o.get("supporters", 0) > 0 for g, o in zip(groups, obj)]
+            [
+                g.cause is not None and o.get("awareness", 0) + o.get("supporters", 0) > 0
+                for g, o in zip(groups, obj, strict=True)
+            ]
         )
         self.researches = np.array([o.get("knowledge", 0) > 0 for o in obj])
         # Work pays directly, or conditions what the group's outreach or research achieves (Town-v1).
         self.works = np.array([o.get("task_progress", 0) > 0 for o in obj]) | self.spreads | self.researches
-        self.streak = np.zeros(0, dtype=np.int64)
+        self.streak = np.zeros(0, dtype=np.int64)  # (B,) consecutive chat steps
+        self.worked = np.zeros(0, dtype=np.int64)  # (B,) steps of work and research today
 
     def reset(self) -> None:
-        """Forget the chat streaks (new episode)."""
+        """Forget the chat streaks and work counts (new episode)."""
         self.streak = np.zeros(0, dtype=np.int64)
+        self.worked = np.zeros(0, dtype=np.int64)
 
     def act(self, obs: npt.NDArray[np.floating], mask: npt.NDArray[np.integer], rng: np.random.Generator) -> IntArray:
         if len(self.streak) != len(obs) or obs[0, OBS["episode_progress"]] == 0.0:
             self.streak = np.zeros(len(obs), dtype=np.int64)
+            self.worked = np.zeros(len(obs), dtype=np.int64)
         g = group_index(obs, self.n_groups)  # (B,)
         night, at_home = obs[:, OBS["night"]] > 0.5, obs[:, OBS["at_home"]] > 0.5
         at_task, at_research = obs[:, OBS["at_task_site"]] > 0.5, obs[:, OBS["at_research_site"]] > 0.5
         at_social = obs[:, OBS["at_social_site"]] > 0.5
         energy, stock = obs[:, OBS["energy"]], obs[:, OBS["group_task_progress"]]
         listeners = np.where(self.spreads[g], obs[:, OBS["nearby_unaware"]] >= self.min_unaware[g], True)
-        chat = (
-            (mask[:, CHAT] > 0)
-            & listeners
-            & (self.streak < self.max_chat[g])
-            & (at_social | self.chat_anywhere[g])
-        )
+        chat = (mask[:, CHAT] > 0) & listeners & (self.streak < self.max_chat[g]) & (at_social | self.chat_anywhere[g])
         actions = np.full(len(obs), MOVE, dtype=np.int64)
         # Lowest priority first: later assignments override earlier ones.
         actions[chat] = CHAT
-        actions[at_research & self.researches[g] & (mask[:, RESEARCH] > 0)] = RESEARCH
-        work = at_task & ~at_home & self.works[g] & (stock < self.work_target[g]) & (mask[:, TASK] > 0)
+        fresh = self.worked < self.max_work[g]
+        actions[at_research & self.researches[g] & (mask[:, RESEARCH] > 0) & fresh] = RESEARCH
+        work = at_task & ~at_home & self.works[g] & (stock < self.work_target[g]) & (mask[:, TASK] > 0) & fresh
         actions[work] = TASK
         actions[at_home & (energy < self.rest_below[g])] = TASK
         actions[night] = np.where(at_home, TASK, MOVE)[night]
         self.streak = np.where(actions == CHAT, self.streak + 1, 0)
+        self.worked = np.where(night, 0, self.worked + ((actions == RESEARCH) | (actions == TASK) & ~at_home))
         return actions
 
 
-def load_tuned_params(experiment: str, groups: Sequence[Group], kind: str = "tuned") -> dict[str, HeuristicParams]:
-    """The parameters tuned for ``experiment`` (``kind`` ``tuned`` or ``upper``), by group name.
-
-    Groups without tuned values get the defaults.
-    """
+def _shipped(experiment: str) -> dict[str, Any]:
     path = resources.files("agents") / "data" / "heuristic_params.json"
     table: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    found = table.get(experiment, {}).get(kind, {}).get("params", {})
+    return dict(table.get(experiment, {}))
+
+
+def load_tuned_params(experiment: str, groups: Sequence[Group]) -> dict[str, HeuristicParams]:
+    """The tuned heuristic's parameters for ``experiment``, by group name (defaults where none)."""
+    found = _shipped(experiment).get("tuned", {}).get("params", {})
     return {g.name: HeuristicParams(**found[g.name]) if g.name in found else HeuristicParams() for g in groups}
+
+
+def load_upper_params(experiment: str, groups: Sequence[Group]) -> dict[str, dict[str, HeuristicParams]]:
+    """The upper reference for ``experiment``: per group, the parameters of every group in the
+    candidate that scored best for it (the tuned parameters where none were searched)."""
+    found = _shipped(experiment).get("upper", {}).get("params_by_group", {})
+    tuned = load_tuned_params(experiment, groups)
+    return {
+        g.name: {h.name: HeuristicParams(**found[g.name][h.name]) for h in groups}
+        if g.name in found and all(h.name in found[g.name] for h in groups)
+        else dict(tuned)
+        for g in groups
+    }

@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import ga_env
-from ga_env.town import Dynamics
+from ga_env.world import Dynamics
 
 
 class ConfigError(ValueError):
@@ -55,7 +55,7 @@ class EnvConfig:
     stride: int = 10
     """Minutes per step."""
     dynamics: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``ga_env.town.Dynamics`` fields (e.g. ``{spread_rate: 0.1}``)."""
+    """Overrides of ``ga_env.Dynamics`` fields (on top of the version's defaults) (e.g. ``{spread_rate: 0.1}``)."""
 
     def __post_init__(self) -> None:
         if not self.groups:

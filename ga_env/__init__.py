@@ -16,8 +16,8 @@ from ga_env.errors import ActionError, TownDataError
 from ga_env.maps import TownMap, load_ascii_map, load_map, load_tiled_map
 from ga_env.personas import OBJECTIVE_TERMS, Group, Persona, load_group, load_groups, load_personas
 from ga_env.town import TownEnv, env, parallel_env, raw_env
-from ga_env.world import ACTION_NAMES, DAY_BLOCKS, LATEST_VERSION, OBS, OBS_FEATURES, Dynamics, World
 from ga_env.vector import vec_env
+from ga_env.world import ACTION_NAMES, DAY_BLOCKS, LATEST_VERSION, OBS, OBS_FEATURES, Dynamics, World
 
 __all__ = [
     "ACTION_NAMES",
@@ -33,6 +33,7 @@ __all__ = [
     "TownDataError",
     "TownEnv",
     "TownMap",
+    "World",
     "env",
     "load_ascii_map",
     "load_group",
@@ -43,7 +44,6 @@ __all__ = [
     "parallel_env",
     "raw_env",
     "vec_env",
-    "World",
 ]
 
 register("parallel", "ga/Town-v1", entry_point="ga_env.town_v1:parallel_env", max_cycles=144)

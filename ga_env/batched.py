@@ -178,7 +178,6 @@ class BatchedTownEnv:
         self.social_chats: Int = np.zeros((e, n), dtype=np.int64)
         self.pair_today: Float = np.zeros((e, n, n))  # (E, N, N) conversations today per pair
         self.worked_today: Int = np.zeros((e, n), dtype=np.int64)  # (E, N) Task/Research steps today
-        self.met_today = np.zeros((e, n, n), dtype=bool)  # (E, N, N) talked with today
         self.partners_met: Int = np.zeros((e, n), dtype=np.int64)  # distinct partners, summed over past days
         self.day = self._day_index()
         self.days_started = 1
@@ -284,7 +283,7 @@ class BatchedTownEnv:
             q[:, SUP] = credit_sup[:, w.group_of, ar]
             pool[:, AW] += (credit_aw * nonmember).sum(2)
             pool[:, SUP] = (credit_sup * nonmember).sum(2)
-            if self._per_pair:
+            if self._per_pair:  # (pair_today also gives the distinct partners met today)
                 # Credit for relationships and conversations: full for a side that chose Chat, halved
                 # by each earlier talk with the same partner today, weighted by place and energy.
                 active = np.where(eff == CHAT, 1.0, d.passive_credit)  # (E, N)
@@ -294,13 +293,12 @@ class BatchedTownEnv:
                 self.pair_today += talk
             else:
                 pair = talk
+                self.pair_today += talk
             rel_gain = d.relationship_rate * (1.0 - self.relationship) * pair
             self.relationship += rel_gain
             q[:, REL] = rel_gain.sum(2)
             q[:, CONV] = pair.sum(2)
             self.social_chats += chatting & w.social_place[place]
-            met = self.met_today
-            met |= talk > 0
         else:
             talked = np.zeros((e, n), dtype=bool)
         self.trace = d.trace_decay * self.trace + (1.0 - d.trace_decay) * talked
@@ -369,8 +367,7 @@ class BatchedTownEnv:
         if day != self.day:  # a new day: per-day saturation starts afresh
             self.day = day
             self.days_started += 1
-            self.partners_met += self.met_today.sum(2)
-            self.met_today[:] = False
+            self.partners_met += (self.pair_today > 0).sum(2)
             self.pair_today[:] = 0.0
             self.worked_today[:] = 0
         self.refresh()
@@ -397,7 +394,7 @@ class BatchedTownEnv:
         w = self.world
         counts = self.block_counts  # (E, N, B, 5)
         chats = counts[:, :, :, CHAT].sum(2)  # (E, N)
-        met = self.partners_met + self.met_today.sum(2)  # (E, N)
+        met = self.partners_met + (self.pair_today > 0).sum(2)  # (E, N)
         nonmembers = np.maximum(w.nonmember.sum(1), 1.0)  # (G,)
         awareness_end = (self.aware * w.nonmember).sum(2) / nonmembers  # (E, G)
         out: dict[str, dict[str, Float]] = {}
@@ -494,9 +491,10 @@ class BatchedTownEnv:
         obs[..., 16] = np.minimum(nearby / 5.0, 1.0)
         obs[..., 17] = unaware
         obs[..., 18] = nearby > 0
-        # v1: the readiness stock (recent work) rather than the episode's total, which never falls.
-        progress = self.readiness_stock if self._readiness else self.group_progress
-        obs[..., 19] = np.tanh(progress / (5.0 * w.n_members))[:, gi]
+        if self._readiness:  # v1: the group's readiness (recent work), which decays and conditions outreach
+            obs[..., 19] = np.tanh(self.readiness_stock / (d.readiness_scale * w.n_members))[:, gi]
+        else:
+            obs[..., 19] = np.tanh(self.group_progress / (5.0 * w.n_members))[:, gi]
         obs[..., 20] = np.tanh(self.group_knowledge / (5.0 * w.n_members))[:, gi]
         obs[..., 21] = community
         obs[..., 22] = self.trace

@@ -118,7 +118,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -337,7 +336,7 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         if not isinstance(dynamics, Dynamics):  # the version's defaults, with the given overrides
             dynamics = Dynamics.for_version(version, **(dynamics or {}))
         self.version = version
-        self.metadata = {**self.metadata, "name": f"town_v{version}"}
+        self.metadata = {**self.metadata, "name": f"town_v{version}"}  # type: ignore[misc]  # per version
         self.dynamics: Dynamics = dynamics
         self.max_cycles = max_cycles
         self.stride = stride

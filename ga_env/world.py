@@ -116,8 +116,9 @@ class Dynamics:
     workday_steps: int = 48
     """Steps of Task or Research per persona per day at full output; beyond them output drops to
     ``overtime_factor`` (an 8-hour working day; v0: 0 = unlimited, so working all day was optimal)."""
-    overtime_factor: float = 0.25
-    """Output of work and research beyond the day's ``workday_steps`` (tired people achieve little)."""
+    overtime_factor: float = 0.1
+    """Output of work and research beyond the day's ``workday_steps`` (tired people achieve little, so
+    the rest of the day is better spent on people, outreach and sleep)."""
     chat_scaled: bool = True
     """Chat outcomes (persuasion, relationships, conversations) scale with the speaker's output factor
     (energy, night) like work and research (v0: False, chatting all night was free)."""
@@ -211,7 +212,14 @@ class Dynamics:
         for name in ("fatigue_level", "readiness_scale"):
             if getattr(self, name) <= 0:
                 raise TownDataError("dynamics", name, "must be positive", "give a number above 0")
-        for name in ("overtime_factor", "readiness_floor", "repeat_decay", "passive_credit", "transit_chat", "workplace_chat"):
+        for name in (
+            "overtime_factor",
+            "readiness_floor",
+            "repeat_decay",
+            "passive_credit",
+            "transit_chat",
+            "workplace_chat",
+        ):
             if getattr(self, name) > 1:
                 raise TownDataError("dynamics", name, f"{getattr(self, name)!r} is above 1", "give a number in [0, 1]")
 
@@ -407,7 +415,7 @@ class World:
     def describe_places(self) -> Mapping[str, str]:
         """Each place's kind for chat (``social`` / ``workplace`` / ``transit``), for docs and tests."""
         names = self.town_map.places
-        used = self.kind_table[:, :, :3].any(axis=(0, 2))
+        used = np.asarray(self.kind_table[:, :, :3].any(axis=(0, 2)))
         return {
             names[p]: "social" if self.social_place[p] else ("workplace" if used[p] else "transit")
             for p in range(len(names))

@@ -78,7 +78,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"and seed; mean per-agent return over the episode, mean ± 95% CI over seeds; "
             f"training {res['train_seconds'][0]:.0f} ± {res['train_seconds'][1]:.0f} s per seed)\n"
         )
-        lines.append("| group | " + " | ".join(POLICIES) + " | trained / best simple | trained / heuristic | % of upper |")
+        lines.append(
+            "| group | " + " | ".join(POLICIES) + " | trained / best simple | trained / heuristic | % of upper |"
+        )
         lines.append("|-" * (len(POLICIES) + 4) + "|")
         for g, row in res["groups"].items():
             cells = [f"{row[p][0]:.2f} ± {row[p][1]:.2f}" for p in POLICIES]

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             },
             "upper": {
                 "method": f"CEM from tuned, {args.cem_iterations} x {args.cem_population}, 6 elites per group",
-                "params": {g: _as_dict(p) for g, p in upper.items()},
+                "params_by_group": {g: {h: _as_dict(p) for h, p in c.items()} for g, c in upper.items()},
                 "train_return": upper_score,
                 "seconds": round(t2 - t1, 1),
             },

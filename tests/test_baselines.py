@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 import ga_env
 from agents import RandomPolicy
-from agents.heuristic import ChatPolicy, HeuristicParams, HeuristicPolicy, load_tuned_params
+from agents.heuristic import ChatPolicy, HeuristicParams, HeuristicPolicy, load_tuned_params, load_upper_params
 from trainers.evaluate import mean_ci, run_episodes
 from trainers.heuristic_search import coordinate_search, score
 
@@ -41,19 +43,31 @@ def test_heuristic_sleeps_at_night_and_works_then_beats_random() -> None:
 def test_params_validate_and_round_trip() -> None:
     p = HeuristicParams(work_target=0.25, max_chat=3.0)
     assert HeuristicParams.from_vector(p.vector()) == p
-    assert HeuristicParams.from_vector([9, -1, 100, 0.1, 0.7]) == HeuristicParams(
-        work_target=1.0, min_unaware=0.0, max_chat=8.0, rest_below=0.1, chat_anywhere=0.7
+    assert HeuristicParams.from_vector([9, -1, 100, 0.1, 0.7, 500]) == HeuristicParams(
+        work_target=1.0, min_unaware=0.0, max_chat=8.0, rest_below=0.1, chat_anywhere=0.7, max_work=144.0
     )
-    with pytest.raises(ValueError, match="max_chat.*Fix"):
+    with pytest.raises(ValueError, match=r"max_chat.*Fix"):
         HeuristicParams(max_chat=0.0)
 
 
 def test_shipped_params_cover_the_result_experiments() -> None:
+    from importlib import resources
+
+    shipped = json.loads((resources.files("agents") / "data" / "heuristic_params.json").read_text())
     env = ga_env.parallel_env(obs_mode="box")
-    for experiment in ("artists", "society"):
-        for kind in ("tuned", "upper"):
-            params = load_tuned_params(experiment, env.groups, kind)
-            assert set(params) == {g.name for g in env.groups}
+    for experiment, groups in (
+        ("artists", {"artist_collective", "residents"}),
+        ("society", {g.name for g in env.groups}),
+    ):
+        entry = shipped[experiment]
+        assert max(entry["seeds"]) < 1_000_000  # training seeds, never evaluation seeds
+        assert set(entry["tuned"]["params"]) == groups == set(entry["upper"]["params_by_group"])
+        for g in groups:  # the upper reference is never below the tuned heuristic on the training seeds
+            assert entry["upper"]["train_return"][g] >= entry["tuned"]["train_return"][g]
+    tuned = load_tuned_params("society", env.groups)
+    assert tuned["residents"] == HeuristicParams(**shipped["society"]["tuned"]["params"]["residents"])
+    upper = load_upper_params("society", env.groups)
+    assert set(upper) == set(upper["residents"]) == {g.name for g in env.groups}
     assert load_tuned_params("no-such-experiment", env.groups)["residents"] == HeuristicParams()
 
 

@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 import ga_env
-from ga_env.town import CHAT, IDLE, MOVE, RESEARCH, TASK
+from ga_env.world import CHAT, IDLE, MOVE, RESEARCH, TASK
 
 IDLE_ALL = IDLE
 
 
 def _env(groups: list[str], **dyn: float) -> ga_env.TownEnv:
     # Exact formulas of the mechanics shared by both versions, checked on Town-v0 (v1: test_town_versions).
-    env = ga_env.parallel_env(
-        groups=groups, version=0, dynamics={"persuasion": 1.0, **dyn}, start="2023-02-13 09:00"
-    )
+    env = ga_env.parallel_env(groups=groups, version=0, dynamics={"persuasion": 1.0, **dyn}, start="2023-02-13 09:00")
     env.reset(seed=0)
     return env
 

@@ -28,12 +28,12 @@ GROUPS = {"artists": ["artist_collective", "residents"], "society": None}
 
 
 def _random_day(env: ga_env.TownEnv, seed: int) -> np.ndarray:
-    obs, mask = env.reset_arrays(seed)
+    _, mask = env.reset_arrays(seed)
     rng = np.random.default_rng(100 + seed)
     done = False
     while not done:
         actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask])
-        obs, mask, _, done = env.step_arrays(actions)
+        _, mask, _, done = env.step_arrays(actions)
     return env.episode_rewards.copy()
 
 
@@ -54,9 +54,9 @@ def test_versions_are_registered_and_v1_is_the_default() -> None:
     )
     with pytest.raises(TownDataError, match="version"):
         ga_env.parallel_env(version=7)
-    with pytest.raises(TownDataError, match="readiness_floor.*Fix"):
+    with pytest.raises(TownDataError, match=r"readiness_floor.*Fix"):
         Dynamics(readiness_floor=2.0)
-    with pytest.raises(TownDataError, match="chat_scaled.*boolean"):
+    with pytest.raises(TownDataError, match=r"chat_scaled.*boolean"):
         Dynamics(chat_scaled=1)  # type: ignore[arg-type]
 
 

@@ -65,11 +65,11 @@ def run_episodes(env: ga_env.TownEnv, policy: Policy, seeds: Sequence[int], rng:
                 obs = policy.augment_obs([env], obs[None])[0]
                 obs, mask, _, done = env.step_arrays(policy.act(obs, mask, rng))
             metrics = env.goal_metrics()
-            parts.append((env.episode_rewards.copy(), {g: {k: np.array([v]) for k, v in m.items()} for g, m in metrics.items()}))
+            parts.append(
+                (env.episode_rewards.copy(), {g: {k: np.array([v]) for k, v in m.items()} for g, m in metrics.items()})
+            )
         rewards = np.stack([p[0] for p in parts])  # (E, N)
-        goals = {
-            g: {k: np.concatenate([p[1][g][k] for p in parts]) for k in parts[0][1][g]} for g in parts[0][1]
-        }
+        goals = {g: {k: np.concatenate([p[1][g][k] for p in parts]) for k in parts[0][1][g]} for g in parts[0][1]}
     else:
         batch = BatchedTownEnv(env, len(seeds))
         obs, mask = batch.reset_arrays(seeds=[int(s) for s in seeds])

@@ -49,12 +49,13 @@ from tqdm import tqdm
 
 from agents import RandomPolicy, ScriptedPolicy
 from agents.factory import make_policy, shared_llm_usage
-from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params
+from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params, load_upper_params
 from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES
 from trainers.evaluate import Evaluation, run_episodes, summarise
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
+from trainers.heuristic_search import upper_reference
 from trainers.lessons import make_lessons
 from trainers.rollout import InProcessRollouts, RayRollouts
 
@@ -380,12 +381,14 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         "random": RandomPolicy(),
         "scripted": ScriptedPolicy(env.groups),
         "chat": ChatPolicy(),  # chat whenever a partner is near (the best 3-line rule on Town-v0)
-        "heuristic": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups, "tuned")),
-        "upper": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups, "upper")),
+        "heuristic": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups)),
     }
     evals = {"trained": eval_trained(seeds)}
     for k, (kind, baseline) in enumerate(baselines.items()):
         evals[kind] = run_episodes(env, baseline, seeds, np.random.default_rng(tc.seed + 2 + k))
+    # Upper reference: each group under the heuristic candidate that a CEM search found best for it.
+    upper = load_upper_params(cfg.experiment, env.groups)
+    evals["upper"] = upper_reference(env, upper, seeds, np.random.default_rng(tc.seed + 7))
     results = {kind: ev.mean_returns() for kind, ev in evals.items()}
     for kind, per_group in results.items():
         for name, v in per_group.items():

@@ -8,7 +8,9 @@ group's own mean per-agent return over ``seeds`` (training seeds only, below
   few values on a grid and keep the best; two sweeps. About ``groups x 5 x 5 x 2`` evaluations.
 * :func:`cem_search` (the *upper reference*): the cross-entropy method (Rubinstein 1999) from the
   tuned parameters; each candidate draws every group's parameters at once and each group's
-  Gaussian is refit on the candidates that scored best *for that group*.
+  Gaussian is refit on the candidates that scored best *for that group*. A group's upper
+  reference is the best whole candidate for that group (the tuned one included), so it is never
+  below the tuned heuristic on the training seeds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 import ga_env
 from agents.heuristic import HeuristicParams, HeuristicPolicy
-from trainers.evaluate import run_episodes
+from trainers.evaluate import Evaluation, run_episodes
 
 GRID: dict[str, tuple[float, ...]] = {
     "work_target": (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -27,6 +29,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "max_chat": (1.0, 2.0, 3.0, 5.0, 8.0),
     "rest_below": (0.0, 0.1, 0.2, 0.35, 0.5),
     "chat_anywhere": (0.0, 1.0),
+    "max_work": (24.0, 36.0, 48.0, 60.0, 144.0),
 }
 
 
@@ -63,28 +66,44 @@ def cem_search(
     elite: int = 6,
     rng: np.random.Generator | None = None,
     log: Callable[[str], None] = print,
-) -> tuple[dict[str, HeuristicParams], dict[str, float]]:
-    """The upper reference: CEM over each group's parameters, started at ``start``; returns the best
-    candidate per group (kept across iterations) and its score."""
+) -> tuple[dict[str, dict[str, HeuristicParams]], dict[str, float]]:
+    """The upper reference: CEM over every group's parameters, started at ``start``.
+
+    A group's score depends on what the other groups play, so the result is, per group, the best
+    whole candidate *for that group* (all groups' parameters, ``start`` included) and its score.
+    """
     rng = rng or np.random.default_rng(0)
     lo, hi = np.array(HeuristicParams().BOUNDS).T
     names = list(start)
     mean = {g: start[g].vector() for g in names}
     std = {g: (hi - lo) / 4 for g in names}
-    best = dict(start)
-    best_score = score(env, start, seeds)
+    first = score(env, start, seeds)
+    best = {g: dict(start) for g in names}
+    best_score = {g: first[g] for g in names}
     for it in range(iterations):
-        cands = [{g: HeuristicParams.from_vector(rng.normal(mean[g], std[g])) for g in names} for _ in range(population)]
+        cands = [
+            {g: HeuristicParams.from_vector(rng.normal(mean[g], std[g])) for g in names} for _ in range(population)
+        ]
         scores = [score(env, c, seeds) for c in cands]
         for g in names:
             order = np.argsort([-s[g] for s in scores])[:elite]
             vecs = np.array([cands[i][g].vector() for i in order])
             mean[g], std[g] = vecs.mean(0), np.maximum(vecs.std(0), 0.02 * (hi - lo))
             if scores[order[0]][g] > best_score[g]:
-                best[g], best_score[g] = cands[order[0]][g], scores[order[0]][g]
+                best[g], best_score[g] = cands[order[0]], scores[order[0]][g]
         log(f"cem {it + 1}/{iterations}: " + ", ".join(f"{g} {best_score[g]:.3f}" for g in names))
-    # The per-group bests were found against different partners: score them together once.
-    return best, score(env, best, seeds)
+    return best, best_score
+
+
+def upper_reference(
+    env: ga_env.TownEnv, by_group: dict[str, dict[str, HeuristicParams]], seeds: Sequence[int], rng: np.random.Generator
+) -> Evaluation:
+    """The upper reference on ``seeds``: each group's return and goals under its own best candidate."""
+    returns, goals = {}, {}
+    for group, params in by_group.items():
+        ev = run_episodes(env, HeuristicPolicy(env.groups, params), seeds, rng)
+        returns[group], goals[group] = ev.returns[group], ev.goals[group]
+    return Evaluation(returns, goals)
 
 
 def _as_dict(p: HeuristicParams) -> dict[str, float]:
