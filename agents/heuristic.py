@@ -12,8 +12,9 @@ per group (:class:`HeuristicParams`), read from the named observation features
 3. At a task site while the group's work stock (``group_task_progress``) is below
    ``work_target`` and the agent has worked fewer than ``max_work`` steps today (for a group
    whose objective rewards work or whose outreach needs it): work.
-4. At a research site, the group values knowledge and fewer than ``max_work`` steps of work
-   today: research.
+4. At a research site, the group values knowledge, its work stock has reached ``work_target``
+   (prepared work first: a lab does its lab work before it researches) and fewer than
+   ``max_work`` steps of work today: research.
 5. A partner is near, the conversation has not gone on for ``max_chat`` steps, the place is a
    social site (or ``chat_anywhere``), and (for a group with a cause) at least ``min_unaware`` of
    the listeners nearby do not know it yet: chat.
@@ -148,8 +149,9 @@ class HeuristicPolicy(LessonsMixin):
         # Lowest priority first: later assignments override earlier ones.
         actions[chat] = CHAT
         fresh = self.worked < self.max_work[g]
-        actions[at_research & self.researches[g] & (mask[:, RESEARCH] > 0) & fresh] = RESEARCH
-        work = at_task & ~at_home & self.works[g] & (stock < self.work_target[g]) & (mask[:, TASK] > 0) & fresh
+        needs_work = self.works[g] & (stock < self.work_target[g])
+        actions[at_research & self.researches[g] & (mask[:, RESEARCH] > 0) & fresh & ~needs_work] = RESEARCH
+        work = at_task & ~at_home & needs_work & (mask[:, TASK] > 0) & fresh
         actions[work] = TASK
         actions[at_home & (energy < self.rest_below[g])] = TASK
         actions[night] = np.where(at_home, TASK, MOVE)[night]

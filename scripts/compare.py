@@ -12,8 +12,8 @@ the same evaluation (``trainers.evaluate.evaluate`` on the same fresh seeds). Th
 scripted baselines come from GRPO's ``eval.json`` (same seeds). Runs go one after the other so
 that their wall times do not compete for the cores.
 
-Prints one table: final mean return per agent per group (mean ± std over the seeds) for GRPO,
-PPO, random and scripted, env steps and wall time; with ``--json``, one JSON line instead (the
+Prints one table: final mean return per agent per group (mean ± 95% CI over the seeds) for GRPO,
+PPO and the baselines (random, scripted, chat, heuristic), env steps and wall time; with ``--json``, one JSON line instead (the
 benchmark figure). Wall time ``train_s`` is training only (GRPO: the sum of its iterations,
 without the periodic evaluations; PPO: ``model.learn``); ``total_s`` is the whole run including
 start-up and evaluation.
@@ -45,10 +45,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from conf.schema import register_configs, to_config
+from trainers.evaluate import mean_ci
 from trainers.grpo import train
 
 PPO_SCRIPT = Path(__file__).resolve().parent / "train_sb3_ppo.py"
-KINDS = ("grpo", "ppo", "random", "scripted")
+KINDS = ("grpo", "ppo", "random", "scripted", "chat", "heuristic")
 
 
 def run_grpo(overrides: Sequence[str], out_dir: Path) -> dict[str, Any]:
@@ -69,6 +70,8 @@ def run_grpo(overrides: Sequence[str], out_dir: Path) -> dict[str, Any]:
             "grpo": report["returns"]["trained"],
             "random": report["returns"]["random"],
             "scripted": report["returns"]["scripted"],
+            "chat": report["returns"]["chat"],
+            "heuristic": report["returns"]["heuristic"],
         },
         "eval_seeds": report["eval_seeds"],
         "env_steps": tc.iterations * tc.group_size * cfg.env.max_cycles,
@@ -94,7 +97,7 @@ def run_ppo(overrides: Sequence[str], out_dir: Path, extra: Sequence[str]) -> di
 
 
 def summarise(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> dict[str, Any]:
-    """Mean ± std over seeds of every (kind, group) return, env steps and times per algorithm."""
+    """Mean, std and 95% CI half-width over seeds of every (kind, group) return; env steps and times."""
     grpo, ppo = runs["grpo"], runs["ppo"]
     groups = list(grpo[0]["returns"]["grpo"])
     per_kind: dict[str, list[dict[str, float]]] = {
@@ -102,10 +105,16 @@ def summarise(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> di
         "ppo": [r["returns"]["ppo"] for r in ppo],
         "random": [r["returns"]["random"] for r in grpo],
         "scripted": [r["returns"]["scripted"] for r in grpo],
+        "chat": [r["returns"]["chat"] for r in grpo],
+        "heuristic": [r["returns"]["heuristic"] for r in grpo],
     }
     returns = {
         kind: {
-            g: {"mean": float(np.mean([v[g] for v in vals])), "std": float(np.std([v[g] for v in vals]))}
+            g: {
+                "mean": float(np.mean([v[g] for v in vals])),
+                "std": float(np.std([v[g] for v in vals])),
+                "ci95": mean_ci([v[g] for v in vals])[1],
+            }
             for g in groups
         }
         for kind, vals in per_kind.items()
@@ -124,13 +133,13 @@ def summarise(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> di
 def table(summary: dict[str, Any], experiment: str) -> str:
     """The comparison as a Markdown table."""
     lines = [
-        f"GRPO vs SB3 PPO on {experiment}: mean return per agent (mean ± std over seeds {summary['seeds']})",
+        f"GRPO vs SB3 PPO on {experiment}: mean return per agent (mean ± 95% CI over seeds {summary['seeds']})",
         "",
         "| group | " + " | ".join(KINDS) + " |",
         "|-|" + "-|" * len(KINDS),
     ]
     for g in summary["groups"]:
-        cells = [f"{summary['returns'][k][g]['mean']:.1f} ± {summary['returns'][k][g]['std']:.1f}" for k in KINDS]
+        cells = [f"{summary['returns'][k][g]['mean']:.1f} ± {summary['returns'][k][g]['ci95']:.1f}" for k in KINDS]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     lines += ["", "| algorithm | env steps | train wall time (s) | total wall time (s) |", "|-|-|-|-|"]
     for name, a in summary["algorithms"].items():

@@ -44,10 +44,10 @@ def test_compare_json_line(tmp_path: Path) -> None:
     assert summary["algorithms"]["grpo"]["env_steps"] == summary["algorithms"]["ppo"]["env_steps"] == 48
     for algo in summary["algorithms"].values():
         assert 0 < algo["train_s"] <= algo["total_s"]
-    for kind in ("grpo", "ppo", "random", "scripted"):
+    for kind in ("grpo", "ppo", "random", "scripted", "chat", "heuristic"):
         for group in summary["groups"]:
             cell = summary["returns"][kind][group]
-            assert np.isfinite(cell["mean"]) and cell["std"] >= 0
+            assert np.isfinite(cell["mean"]) and cell["std"] >= 0 and cell["ci95"] >= 0
     # The mean ± std come from the per-seed evaluations written by each run.
     per_seed = [json.loads((tmp_path / "cmp" / f"ppo_seed{s}" / "eval.json").read_text()) for s in (0, 1)]
     assert all(r["ppo"]["n_epochs"] == 2 and r["env_steps"] == 48 for r in per_seed)
@@ -69,16 +69,16 @@ def _compare_module() -> ModuleType:
 
 def test_table_and_seed_override_error(capsys: pytest.CaptureFixture[str]) -> None:
     compare = _compare_module()
-    cell = {"mean": 12.25, "std": 0.5}
+    cell = {"mean": 12.25, "std": 0.4, "ci95": 0.5}
     summary = {
         "seeds": [0, 1, 2],
         "groups": ["artist_collective"],
-        "returns": {k: {"artist_collective": cell} for k in ("grpo", "ppo", "random", "scripted")},
+        "returns": {k: {"artist_collective": cell} for k in compare.KINDS},
         "algorithms": {"grpo": {"env_steps": 48, "train_s": 1.0, "total_s": 2.0}},
     }
     text = compare.table(summary, "artists")
-    assert "| group | grpo | ppo | random | scripted |" in text
-    assert "| artist_collective | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 |" in text
+    assert "| group | grpo | ppo | random | scripted | chat | heuristic |" in text
+    assert "| artist_collective | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 |" in text
     assert "| grpo | 48 | 1.0 | 2.0 |" in text
     with pytest.raises(SystemExit):
         compare.main([*TINY, "trainer.seed=1"])
