@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,21 @@ SIMPLE = ("random", "scripted", "chat")
 GOALS = ("night_at_home", "task_progress", "chat_at_social_sites", "awareness_end", "supporters", "knowledge")
 
 
-def _one_run(job: tuple[str, int, str, list[str]]) -> dict[str, Any]:
-    experiment, seed, out, extra = job
+def _one_run(job: tuple[str, int, str, list[str], bool]) -> dict[str, Any]:
+    experiment, seed, out, extra, reuse = job
     from scripts.simulate import compose_config
-    from trainers.grpo import train
+    from trainers.grpo import evaluate_checkpoint, train
 
     cfg = compose_config([f"+experiment={experiment}", f"trainer.seed={seed}", *extra])
-    t0 = time.perf_counter()
-    report = train(cfg, Path(out) / f"{experiment}_seed{seed}")
-    report["train_seconds"] = time.perf_counter() - t0
+    run_dir = Path(out) / f"{experiment}_seed{seed}"
+    if reuse and (run_dir / "checkpoint.npz").exists():
+        report = evaluate_checkpoint(cfg, run_dir)  # the trained policy as it was; baselines as they are now
+        (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    else:
+        report = train(cfg, run_dir)
+    # Training wall time: the iterations (rollouts + updates), without the evaluations.
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    report["train_seconds"] = float(sum(r["charts/iteration_seconds"] for r in rows))
     return report
 
 
@@ -131,9 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--runs", type=Path, default=Path("outputs/results"), help="where the runs are written")
+    ap.add_argument(
+        "--reuse", action="store_true", help="evaluate finished runs again instead of training (after re-tuning)"
+    )
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args(argv)
-    jobs = [(e, s, str(args.runs), args.overrides) for e in args.experiments for s in args.seeds]
+    jobs = [(e, s, str(args.runs), args.overrides, args.reuse) for e in args.experiments for s in args.seeds]
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         reports = pool.map(_one_run, jobs)
     results_file = args.out / "results.json"  # other experiments' results are kept

@@ -16,7 +16,8 @@ One iteration (cleanrl style, top to bottom):
    epochs of minibatches, analytic gradients, global-norm clipping, Adam.
 4. **Lessons**: each group's top-k trajectories become plain-language lessons for its policies.
 5. **Log**: TensorBoard, ``metrics.jsonl``, atomic checkpoints; a final evaluation of the
-   trained policy against the random and scripted ones on fresh seeds (``eval.json``).
+   trained policy against every baseline on the same fresh seeds (:func:`final_evaluation`,
+   ``eval.json``).
 """
 
 from __future__ import annotations
@@ -376,33 +377,12 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     checkpoint(tc.iterations)
 
     # -- final evaluation: trained vs the baselines on the same fresh seeds ------------------------------
-    seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
-    baselines = {
-        "random": RandomPolicy(),
-        "scripted": ScriptedPolicy(env.groups),
-        "chat": ChatPolicy(),  # chat whenever a partner is near (the best 3-line rule on Town-v0)
-        "heuristic": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups)),
-    }
-    evals = {"trained": eval_trained(seeds)}
-    for k, (kind, baseline) in enumerate(baselines.items()):
-        evals[kind] = run_episodes(env, baseline, seeds, np.random.default_rng(tc.seed + 2 + k))
-    # Upper reference: each group under the heuristic candidate that a CEM search found best for it.
-    upper = load_upper_params(cfg.experiment, env.groups)
-    evals["upper"] = upper_reference(env, upper, seeds, np.random.default_rng(tc.seed + 7))
-    results = {kind: ev.mean_returns() for kind, ev in evals.items()}
+    evals, report = final_evaluation(cfg, env, eval_trained)
+    seeds, results = report["eval_seeds"], report["returns"]
     for kind, per_group in results.items():
         for name, v in per_group.items():
             writer.add_scalar(f"eval/{name}/{kind}", v, tc.iterations)
     log_goals(evals["trained"], tc.iterations)
-    report = {
-        "experiment": cfg.experiment,
-        "seed": tc.seed,
-        "env_version": cfg.env.version,
-        "eval_seeds": seeds,
-        "returns": results,
-        "goals": {kind: ev.mean_goals() for kind, ev in evals.items()},
-        "ci95": summarise(evals),
-    }
     usage = _llm_usage(cfg, worker_usage, usage_before)  # the final evaluation's calls included
     if usage is not None:
         report["llm_usage"] = usage
@@ -417,6 +397,52 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         print(f"{name:<20}" + "".join(f"{results[k][name]:>10.2f}" for k in results))
     writer.close()
     metrics_file.close()
+    return report
+
+
+def final_evaluation(cfg: Config, env: Any, eval_trained: Any) -> tuple[dict[str, Evaluation], dict[str, Any]]:
+    """The trained policy (``eval_trained(seeds) -> Evaluation``) and every baseline on the same
+    ``trainer.eval_episodes`` fresh seeds; returns the evaluations and the ``eval.json`` report."""
+    tc = cfg.trainer
+    seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
+    baselines = {
+        "random": RandomPolicy(),
+        "scripted": ScriptedPolicy(env.groups),
+        "chat": ChatPolicy(),  # chat whenever a partner is near (the best 3-line rule on Town-v0)
+        "heuristic": HeuristicPolicy(env.groups, load_tuned_params(cfg.experiment, env.groups)),
+    }
+    evals = {"trained": eval_trained(seeds)}
+    for k, (kind, baseline) in enumerate(baselines.items()):
+        evals[kind] = run_episodes(env, baseline, seeds, np.random.default_rng(tc.seed + 2 + k))
+    # Upper reference: each group under the heuristic candidate that a CEM search found best for it.
+    upper = load_upper_params(cfg.experiment, env.groups)
+    evals["upper"] = upper_reference(env, upper, seeds, np.random.default_rng(tc.seed + 7))
+    report = {
+        "experiment": cfg.experiment,
+        "seed": tc.seed,
+        "env_version": cfg.env.version,
+        "eval_seeds": seeds,
+        "returns": {kind: ev.mean_returns() for kind, ev in evals.items()},
+        "goals": {kind: ev.mean_goals() for kind, ev in evals.items()},
+        "ci95": summarise(evals),
+    }
+    return evals, report
+
+
+def evaluate_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """Re-run the final evaluation of a finished run (e.g. after the baselines were re-tuned)."""
+    env = cfg.env.make()
+    ckpt, _ = load_checkpoint(run_dir)
+    lessons = json.loads(str(ckpt["lessons"])) if "lessons" in ckpt else {}
+
+    def eval_trained(seeds: list[int]) -> Evaluation:
+        policy = make_policy(cfg, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
+        policy.params = {k: ckpt[f"param/{k}"].copy() for k in policy.params}
+        for name, text in lessons.items():
+            policy.set_lessons(name, text)
+        return run_episodes(env, policy, seeds, np.random.default_rng(cfg.trainer.seed + 1))
+
+    _, report = final_evaluation(cfg, env, eval_trained)
     return report
 
 
