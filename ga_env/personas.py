@@ -76,6 +76,13 @@ class Persona:
                     f"must be a non-empty string, got {value!r}",
                     f"write the persona's {key}",
                 )
+        if self.task_site is not None and (not isinstance(self.task_site, str) or not self.task_site.strip()):
+            raise TownDataError(
+                self.source,
+                f"{where}.task_site",
+                f"must be a place address, got {self.task_site!r}",
+                "write e.g. task_site: \"Willow Cafe:kitchen\" or leave it out",
+            )
         if self.spawn is not None and (
             len(self.spawn) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.spawn)
         ):
