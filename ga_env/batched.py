@@ -108,6 +108,7 @@ class BatchedTownEnv:
         # v1 mechanisms that are switched off cost nothing (Town-v0 runs its original program).
         d = world.dynamics
         self._readiness = d.readiness_floor < 1.0
+        self._readiness_scale = d.readiness_scale * world.n_members  # (G,)
         self._chat_weighted = d.chat_scaled or bool((world.chat_weight != 1.0).any())
         self._per_pair = d.repeat_decay != 1.0 or d.passive_credit != 1.0 or self._chat_weighted
         self._ready = False
@@ -225,8 +226,7 @@ class BatchedTownEnv:
         q = np.zeros((e, len(OBJECTIVE_TERMS), n))  # (E, K, N) individual contributions
         pool = np.zeros((e, len(OBJECTIVE_TERMS), g))  # (E, K, G) contributions by non-members
         if self._readiness:  # a group's recent work multiplies what its outreach and research achieve
-            scale = d.readiness_scale * w.n_members
-            ready = d.readiness_floor + (1.0 - d.readiness_floor) * np.tanh(self.readiness_stock / scale)  # (E, G)
+            ready = d.readiness_floor + (1.0 - d.readiness_floor) * self.readiness_level  # (E, G)
         else:
             ready = None
 
@@ -492,7 +492,8 @@ class BatchedTownEnv:
         obs[..., 17] = unaware
         obs[..., 18] = nearby > 0
         if self._readiness:  # v1: the group's readiness (recent work), which decays and conditions outreach
-            obs[..., 19] = np.tanh(self.readiness_stock / (d.readiness_scale * w.n_members))[:, gi]
+            self.readiness_level = np.tanh(self.readiness_stock / self._readiness_scale)  # (E, G) in [0, 1)
+            obs[..., 19] = self.readiness_level[:, gi]
         else:
             obs[..., 19] = np.tanh(self.group_progress / (5.0 * w.n_members))[:, gi]
         obs[..., 20] = np.tanh(self.group_knowledge / (5.0 * w.n_members))[:, gi]

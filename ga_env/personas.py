@@ -81,7 +81,7 @@ class Persona:
                 self.source,
                 f"{where}.task_site",
                 f"must be a place address, got {self.task_site!r}",
-                "write e.g. task_site: \"Willow Cafe:kitchen\" or leave it out",
+                'write e.g. task_site: "Willow Cafe:kitchen" or leave it out',
             )
         if self.spawn is not None and (
             len(self.spawn) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in self.spawn)

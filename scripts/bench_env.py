@@ -12,7 +12,7 @@ episodes of a GRPO group (G = ``--group-size``, 25 agents) stepped as one
 batched NumPy program (``ga_env.batched.BatchedTownEnv``) with the same G envs
 stepped one by one through ``step_arrays``. ``v1_slowdown_vs_v0`` is Town-v0's agent-steps/s
 over Town-v1's (the default) with the same random actions, through ``step()`` and through
-``step_arrays``, measured alternately in the same run. For stable figures run it on one
+``step_arrays``: the median ratio of CPU times over alternating rounds. For stable figures run it on one
 core: ``OMP_NUM_THREADS=1 taskset -c 0 python scripts/bench_env.py``.
 """
 
@@ -82,6 +82,50 @@ def bench_arrays(env: ga_env.TownEnv, steps: int, repeats: int, seed: int = 0) -
     return {"agents": n, "agent_steps_per_s": round(best, 1), "env_steps_per_s": round(best / n, 1)}
 
 
+def bench_versions(steps: int, rounds: int, seed: int = 0) -> dict[str, float]:
+    """Town-v0 vs Town-v1 (25 agents, same random actions), through ``step()`` and ``step_arrays``.
+
+    On a shared machine one best-of figure per version swings by +-30%, so the versions alternate
+    in ``rounds`` short rounds, each timed in CPU time of this process (``time.process_time``: time
+    the scheduler gives to other processes does not count), and the slowdown is the median of the
+    per-round ratios.
+    """
+    envs = {v: ga_env.parallel_env(version=v) for v in (0, 1)}
+    arrays = {v: ga_env.parallel_env(version=v, obs_mode="box") for v in (0, 1)}
+    agents = envs[0].possible_agents
+    draws = np.random.default_rng(seed).integers(0, 4, (steps, len(agents)))
+    dict_draws = [dict(zip(agents, row.tolist(), strict=True)) for row in draws]
+    times: dict[str, list[float]] = {k: [] for k in ("step0", "step1", "arrays0", "arrays1")}
+    for _ in range(rounds):
+        for v in (0, 1):
+            env = envs[v]
+            env.reset(seed=seed)
+            start = time.process_time()
+            for t in range(steps):
+                if not env.agents:
+                    env.reset()
+                env.step(dict_draws[t])
+            times[f"step{v}"].append(time.process_time() - start)
+            env_a = arrays[v]
+            env_a.reset_arrays(seed)
+            start = time.process_time()
+            for t in range(steps):
+                if env_a.step_arrays(draws[t])[3]:
+                    env_a.reset_arrays()
+            times[f"arrays{v}"].append(time.process_time() - start)
+    rate = {k: round(steps * len(agents) / min(v), 1) for k, v in times.items()}
+    ratio = {k: float(np.median(np.array(times[f"{k}1"]) / np.array(times[f"{k}0"]))) for k in ("step", "arrays")}
+    return {
+        "rounds": rounds,
+        "v0_step_agent_steps_per_s": rate["step0"],
+        "v1_step_agent_steps_per_s": rate["step1"],
+        "v0_arrays_agent_steps_per_s": rate["arrays0"],
+        "v1_arrays_agent_steps_per_s": rate["arrays1"],
+        "v1_slowdown_vs_v0_step": round(ratio["step"], 3),
+        "v1_slowdown_vs_v0_arrays": round(ratio["arrays"], 3),
+    }
+
+
 def bench_batched(group_size: int, steps: int, repeats: int, seed: int = 0) -> dict[str, float]:
     """G episodes of 25 agents: one ``BatchedTownEnv`` vs G ``TownEnv``s stepped one by one (best of ``repeats``)."""
     batch = BatchedTownEnv(ga_env.parallel_env(obs_mode="box"), group_size)
@@ -123,21 +167,7 @@ def main() -> None:
     for n in (8, 25):
         out[f"town_{n}"] = bench_parallel(ga_env.parallel_env(max_agents=n), args.steps, args.repeats)
     out["town_25_arrays"] = bench_arrays(ga_env.parallel_env(), args.steps, args.repeats)
-    # Town-v1 vs Town-v0, alternating so that machine load hits both alike.
-    v0_api = v1_api = v0_arr = v1_arr = 0.0
-    for _ in range(args.repeats):
-        v0_api = max(v0_api, bench_parallel(ga_env.parallel_env(version=0), args.steps, 1)["agent_steps_per_s"])
-        v1_api = max(v1_api, bench_parallel(ga_env.parallel_env(version=1), args.steps, 1)["agent_steps_per_s"])
-        v0_arr = max(v0_arr, bench_arrays(ga_env.parallel_env(version=0), args.steps, 1)["agent_steps_per_s"])
-        v1_arr = max(v1_arr, bench_arrays(ga_env.parallel_env(version=1), args.steps, 1)["agent_steps_per_s"])
-    out["town_25_v0_vs_v1"] = {
-        "v0_step_agent_steps_per_s": v0_api,
-        "v1_step_agent_steps_per_s": v1_api,
-        "v0_arrays_agent_steps_per_s": v0_arr,
-        "v1_arrays_agent_steps_per_s": v1_arr,
-        "v1_slowdown_vs_v0_step": round(v0_api / v1_api, 3),
-        "v1_slowdown_vs_v0_arrays": round(v0_arr / v1_arr, 3),
-    }
+    out["town_25_v0_vs_v1"] = bench_versions(args.steps, rounds=max(7, args.repeats))
     out["batched_vs_single"] = bench_batched(args.group_size, max(args.steps // 10, 10), args.repeats)
     try:
         from mpe2 import simple_spread_v3

@@ -120,6 +120,7 @@ def test_v1_work_conditions_outreach_and_decay_is_charged() -> None:
     for stock in (0.0, 100.0):
         env = _pair(1)
         env._core.readiness_stock[0, 0] = stock
+        env._refresh()  # derived quantities (readiness) follow a change of state
         before = env.aware[0, -1]
         _chat(env, CHAT)
         gains.append(env.aware[0, -1] - before * (1 - env.dynamics.awareness_decay))
