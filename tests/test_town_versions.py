@@ -95,6 +95,13 @@ def test_v1_repeated_talks_saturate_and_a_passive_partner_earns_no_conversation(
     assert _chat(v0)[resident] > 0  # Town-v0 credits the idle partner
 
 
+def test_place_kinds_for_chat() -> None:
+    kinds = ga_env.parallel_env().world.describe_places()
+    assert kinds["Streets:main street"] == "transit"
+    assert kinds["Willow Cafe:dining area"] == kinds["Town Square:plaza"] == "social"
+    assert kinds["Lumen Gallery:artist studio"] == kinds["Maple Row:Ortiz home"] == "workplace"
+
+
 def test_v1_chat_depends_on_energy_night_and_place() -> None:
     rewards = {}
     for label, start, place, energy in [
