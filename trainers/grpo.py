@@ -39,6 +39,7 @@ import time
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from agents.factory import make_policy, shared_llm_usage
 from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params, load_upper_params
 from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
-from ga_env import ACTION_NAMES
+from ga_env import ACTION_NAMES, TownEnv
 from trainers.evaluate import Evaluation, run_episodes, summarise
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
 from trainers.heuristic_search import upper_reference
@@ -400,7 +401,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     return report
 
 
-def final_evaluation(cfg: Config, env: Any, eval_trained: Any) -> tuple[dict[str, Evaluation], dict[str, Any]]:
+def final_evaluation(
+    cfg: Config, env: TownEnv, eval_trained: Callable[[list[int]], Evaluation]
+) -> tuple[dict[str, Evaluation], dict[str, Any]]:
     """The trained policy (``eval_trained(seeds) -> Evaluation``) and every baseline on the same
     ``trainer.eval_episodes`` fresh seeds; returns the evaluations and the ``eval.json`` report."""
     tc = cfg.trainer
