@@ -340,6 +340,6 @@ def test_command_line_server() -> None:
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model="loopback", messages=[{"role": "user", "content": "hi"}])
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # with the client's keep-alive connection still open
         out, _ = proc.communicate(timeout=10)
     assert json.loads(out.strip().splitlines()[-1])["injected"] == {"http_503": 1}

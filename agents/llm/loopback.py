@@ -122,6 +122,9 @@ class _Answer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # server_close() must not wait for handler threads: one may sit on a client's keep-alive
+    # connection until the client closes it (seen in CI: a Ctrl-C'd server hung for 10 s+).
+    block_on_close = False
     request_queue_size = 256
     allow_reuse_address = True
     owner: LoopbackServer
