@@ -93,7 +93,8 @@ class HeuristicParams:
         """Parameters from a vector, clipped into their bounds (for search)."""
         v = np.asarray(v, dtype=np.float64)
         lo, hi = np.array(HeuristicParams().BOUNDS).T
-        return cls(**{f: float(x) for f, x in zip(cls.names(), np.clip(v, lo, hi), strict=True)})
+        values: dict[str, Any] = {f: float(x) for f, x in zip(cls.names(), np.clip(v, lo, hi), strict=True)}
+        return cls(**values)
 
 
 class HeuristicPolicy(LessonsMixin):

@@ -237,7 +237,7 @@ class MemoryStream:
         keep = np.sort(top_k_newest_first(score[None, :], self.capacity)[0])  # (capacity,) old ids, in order
         new_id = np.full(m, -1, dtype=np.int64)
         new_id[keep] = np.arange(len(keep))
-        nodes = []
+        nodes: list[MemoryNode] = []
         for old in keep.tolist():
             node = self.nodes[old]
             evidence = tuple(int(new_id[e]) for e in node.evidence if new_id[e] >= 0)

@@ -14,8 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.base import FloatArray, IntArray, LessonsMixin, group_index, masked_log_softmax, sample_from_logp
-
-N_ACTIONS = 4
+from ga_env.world import N_ACTIONS
 
 
 @dataclass

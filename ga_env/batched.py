@@ -28,7 +28,7 @@ share the clock (they advance in lockstep). The per-episode state (``energy``, `
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -442,6 +442,82 @@ class BatchedTownEnv:
         w = self.world
         auto = w.home[None, :] if night else w.itinerary[self._ar, self.itinerary_idx]
         return np.where(self.override >= 0, self.override, auto)
+
+    # -- exact save / restore ------------------------------------------------------------------
+    STATE_ARRAYS: tuple[str, ...] = (
+        "pos_flat",
+        "energy",
+        "aware",
+        "supporter",
+        "relationship",
+        "trace",
+        "itinerary_idx",
+        "override",
+        "group_progress",
+        "group_knowledge",
+        "readiness_stock",
+        "last_action",
+        "last_partner",
+        "episode_terms",
+        "episode_rewards",
+        "block_counts",
+        "night_home",
+        "social_chats",
+        "pair_today",
+        "worked_today",
+        "partners_met",
+    )
+    """The episode state held in arrays; everything else is the world's or recomputed by :meth:`refresh`."""
+    STATE_SCALARS: tuple[str, ...] = ("t", "night_steps", "day", "days_started")
+    """The episode state held in integers."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The episode's exact state: arrays (copies), counters and the generators' states.
+
+        :meth:`load_state_dict` on an env of the same world and size continues exactly as this one
+        would (same observations, rewards and random draws).
+        """
+        if not self._ready:
+            raise RuntimeError("state_dict() before reset_arrays(): there is no episode to save")
+        return {
+            "arrays": {k: getattr(self, k).copy() for k in self.STATE_ARRAYS},
+            "scalars": {k: int(getattr(self, k)) for k in self.STATE_SCALARS},
+            "rngs": [
+                {"bit_generator": type(r.bit_generator).__name__, "state": r.bit_generator.state} for r in self.rngs
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (of :meth:`state_dict`); the generators are restored in place.
+
+        Raises:
+            ValueError: if the state is of another town size or misses a field (naming it).
+        """
+        arrays, scalars = state["arrays"], state["scalars"]
+        if not self._ready:  # shapes and generators come from a first reset
+            self.reset_arrays(seed=0)
+        for k in self.STATE_ARRAYS:
+            if k not in arrays:
+                raise ValueError(f"env state: arrays.{k}: missing. Fix: resume with the code version that saved it")
+            current, value = getattr(self, k), np.asarray(arrays[k])
+            if value.shape != current.shape:
+                raise ValueError(
+                    f"env state: arrays.{k}: shape {value.shape} does not fit this town {current.shape}. "
+                    "Fix: resume with the same groups and max_agents"
+                )
+            setattr(self, k, value.astype(current.dtype, copy=True))
+        for k in self.STATE_SCALARS:
+            setattr(self, k, int(scalars[k]))
+        if len(state["rngs"]) != len(self.rngs):
+            raise ValueError(f"env state: rngs: {len(state['rngs'])} generators for {len(self.rngs)} envs")
+        for rng, saved in zip(self.rngs, state["rngs"], strict=True):
+            if type(rng.bit_generator).__name__ != saved["bit_generator"]:
+                raise ValueError(
+                    f"env state: rngs: a {saved['bit_generator']} state for a {type(rng.bit_generator).__name__}"
+                )
+            rng.bit_generator.state = saved["state"]  # in place: whoever holds the generator sees it
+        self.refresh()
+        self._ready = True
 
     def refresh(self) -> None:
         """Recompute the clock, targets, chat partners, action masks and observations after a change."""

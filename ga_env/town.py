@@ -596,6 +596,49 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self.pos_flat = xy[:, 1] * m.width + xy[:, 0]
         self._refresh()
 
+    # -- exact save / restore ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The episode's exact state (plain data and arrays): the dynamics' arrays and generator,
+        the live agents and the rich mode's pending utterances.
+
+        ``load_state_dict`` on an env built with the same arguments continues exactly as this one
+        would; the simulation's checkpoints are made of it.
+        """
+        if not self._ready:
+            raise RuntimeError("state_dict() before reset(): there is no episode to save")
+        return {
+            "version": self.version,
+            "core": self._core.state_dict(),
+            "agents": list(self.agents),
+            "np_random_seed": self.np_random_seed,
+            "last_utterance": list(self.last_utterance),
+            "inbox": [[[int(j), str(text)] for j, text in box] for box in self.inbox],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (of :meth:`state_dict`).
+
+        Raises:
+            ValueError: if the state is of another town version or size (naming the field and the fix).
+        """
+        if int(state["version"]) != self.version:
+            raise ValueError(
+                f"env state: version: saved by Town-v{state['version']}, this env is Town-v{self.version}. "
+                f"Fix: set env.version={state['version']}"
+            )
+        n = len(self.personas)
+        if len(state["last_utterance"]) != n:
+            raise ValueError(f"env state: last_utterance: {len(state['last_utterance'])} agents, the town has {n}")
+        if not self._ready:
+            self.reset_arrays(seed=0)
+        self._core.rngs = [self.np_random]  # the env's generator is the dynamics' generator
+        self._core.load_state_dict(state["core"])
+        self.np_random_seed = int(state["np_random_seed"])
+        self.agents = [a for a in state["agents"] if a in self.agent_index]
+        self.last_utterance = [None if u is None else str(u) for u in state["last_utterance"]]
+        self.inbox = [[(int(j), str(text)) for j, text in box] for box in state["inbox"]]
+        self._ready = True
+
     # -- derived quantities ----------------------------------------------------------------------
     def _refresh(self) -> None:
         """Recompute targets, chat partners, the action mask and observations after a change."""

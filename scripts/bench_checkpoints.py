@@ -2,14 +2,11 @@
 
     python scripts/bench_checkpoints.py [--flips 1000] [--truncations 300] [--seed 0]
 
-Simulates a small generative run (8 personas, 40 steps, scripted backend) whose large arrays are
-stored in blocks (``blobs/``, small block size so that there are many), then, one trial at a
-time on fresh copies: flips one random byte of the newest checkpoint file, flips one random byte
-of one of its blocks, or truncates the checkpoint file at a random length. Each trial ends in one
-of three ways: **detected** (``decode_checkpoint`` raises a ``RunError`` naming the file, and
-``load_latest`` falls back to the previous checkpoint), **harmless** (the byte was one no reader
-uses, e.g. a zip timestamp, and the state loaded equals the original), or **loaded wrong** (a
-state different from the original was returned: the failure that must never happen).
+Simulates a small generative run, then, one trial at a time on fresh copies, flips one random
+byte of the newest checkpoint file or of one of its blocks, or truncates the checkpoint file.
+Each trial is **detected** (a ``RunError`` naming the file), **harmless** (the state loaded
+equals the original) or **loaded wrong** (the failure that must never happen: the exit code is
+then 1). The trials are :mod:`ga_sim.bench.checkpoints`; this file only parses the command line.
 """
 
 from __future__ import annotations
@@ -17,90 +14,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script from a checkout
 
-import numpy as np
-
-import scripts.runstore as rs
-from scripts.simulate import Simulation
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
+from ga_sim.bench.checkpoints import run
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the trials, print one JSON line; returns 1 if any damaged state loaded wrong."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flips", type=int, default=1000, help="one-byte flips of the checkpoint file and of blocks")
     parser.add_argument("--truncations", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    rs.BLOB_MIN_BYTES, rs.BLOCK_BYTES = 4096, 8192
-    counts: dict[str, dict[str, int]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        sim = Simulation.create(
-            Path(tmp), "victim", ["env.max_agents=8"], start="2023-02-13 07:00", stride=10, mind="generative"
-        )
-        sim.run(40, progress=False)
-        store = sim.store
-        newest = store.checkpoints()[-1][1]
-        step, original = rs.decode_checkpoint(newest)
-        blobs = sorted(rs.checkpoint_blobs(newest))
-        work = Path(tmp) / "work"
-
-        def trial(kind: str, damage: Any) -> None:
-            shutil.rmtree(work, ignore_errors=True)
-            (work / "checkpoints").mkdir(parents=True)
-            shutil.copytree(store.blob_dir, work / "blobs")
-            ckpt = work / "checkpoints" / newest.name
-            shutil.copy2(newest, ckpt)
-            damage(ckpt)
-            c = counts.setdefault(kind, {"trials": 0, "detected": 0, "harmless": 0, "loaded_wrong": 0})
-            c["trials"] += 1
-            try:
-                got_step, state = rs.decode_checkpoint(ckpt)
-            except rs.RunError as e:
-                assert str(ckpt) in str(e) or str(work / "blobs") in str(e)
-                c["detected"] += 1
-                return
-            c["harmless" if got_step == step and _same(state, original) else "loaded_wrong"] += 1
-
-        def flip(path: Path) -> None:
-            data = bytearray(path.read_bytes())
-            data[int(rng.integers(len(data)))] ^= int(rng.integers(1, 256))
-            path.write_bytes(bytes(data))
-
-        for _ in range(args.flips):
-            trial("flip_checkpoint", flip)
-            trial("flip_block", lambda ckpt: flip(ckpt.parent.parent / "blobs" / f"{rng.choice(blobs)}.npy"))
-        for _ in range(args.truncations):
-
-            def cut(path: Path) -> None:
-                data = path.read_bytes()
-                path.write_bytes(data[: int(rng.integers(len(data)))])
-
-            trial("truncate_checkpoint", cut)
-        report = {
-            "bench": "checkpoint_damage",
-            "checkpoint_bytes": newest.stat().st_size,
-            "blocks": len(blobs),
-            "results": counts,
-            "loaded_wrong": sum(c["loaded_wrong"] for c in counts.values()),
-        }
+    report = run(args.flips, args.truncations, args.seed)
     print(json.dumps(report))
     return 0 if report["loaded_wrong"] == 0 else 1
 

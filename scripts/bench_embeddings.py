@@ -3,34 +3,25 @@
 Sentences per second of the hashing embedder and of all-MiniLM-L6-v2 in NumPy
 (``agents.embeddings.MiniLMEmbedder``) on typical memory descriptions, uncached, plus the
 cosine similarity of sentence-transformers' documented example pair (0.7553 with the reference).
+The measurement is :mod:`ga_sim.bench.embeddings`; this file only runs it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import time
+import sys
+from collections.abc import Sequence
 
-from agents.embeddings import HashingEmbedder, MiniLMEmbedder
-
-
-def rate(embed, texts: list[str]) -> float:  # type: ignore[no-untyped-def]
-    embed(texts[:8])  # warm-up
-    t0 = time.perf_counter()
-    embed(texts)
-    return len(texts) / (time.perf_counter() - t0)
+from ga_sim.bench.embeddings import run
 
 
-def main() -> None:
-    texts = [
-        f"Persona {k} is working on the exhibition murals at the Lumen Gallery studio, step {k}" for k in range(128)
-    ]
-    out = {"hashing_sentences_per_s": round(rate(HashingEmbedder(512).embed, texts), 1)}
-    m = MiniLMEmbedder()
-    out["minilm_sentences_per_s"] = round(rate(m.embed, texts), 1)
-    v = m.embed(["A man is eating food.", "A man is eating a piece of bread."])
-    out["minilm_reference_pair_cosine"] = round(float(v[0] @ v[1]), 4)
-    print(json.dumps(out))
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: measure, print one JSON line; returns the exit code."""
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
+    print(json.dumps(run()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

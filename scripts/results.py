@@ -16,120 +16,14 @@ heuristic, trained as a % of the upper reference, and the goal metrics. Writes
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
+import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from trainers.evaluate import mean_ci
-
-POLICIES = ("trained", "random", "scripted", "chat", "heuristic", "upper")
-SIMPLE = ("random", "scripted", "chat")
-GOALS = ("night_at_home", "task_progress", "chat_at_social_sites", "awareness_end", "supporters", "knowledge")
+from trainers.report import run
 
 
-def _one_run(job: tuple[str, int, str, list[str], bool]) -> dict[str, Any]:
-    experiment, seed, out, extra, reuse = job
-    from scripts.simulate import compose_config
-    from trainers.grpo import evaluate_checkpoint, train
-
-    cfg = compose_config([f"+experiment={experiment}", f"trainer.seed={seed}", *extra])
-    run_dir = Path(out) / f"{experiment}_seed{seed}"
-    if reuse and (run_dir / "checkpoint.npz").exists():
-        report = evaluate_checkpoint(cfg, run_dir)  # the trained policy as it was; baselines as they are now
-        (run_dir / "eval.json").write_text(json.dumps(report, indent=2))
-    else:
-        report = train(cfg, run_dir)
-    # Training wall time: the iterations (rollouts + updates), without the evaluations.
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    report["train_seconds"] = float(sum(r["charts/iteration_seconds"] for r in rows))
-    return report
-
-
-def aggregate(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per policy and group: mean and CI over trainer seeds of returns and goal metrics, and ratios."""
-    groups = list(reports[0]["returns"]["trained"])
-    out: dict[str, Any] = {"seeds": [r["seed"] for r in reports], "episodes": len(reports[0]["eval_seeds"])}
-    out["train_seconds"] = list(mean_ci([r["train_seconds"] for r in reports]))
-    table: dict[str, Any] = {}
-    for g in groups:
-        row: dict[str, Any] = {}
-        for p in POLICIES:
-            row[p] = list(mean_ci([r["returns"][p][g] for r in reports]))
-            row[f"goals/{p}"] = {
-                k: list(mean_ci([r["goals"][p][g][k] for r in reports]))
-                for k in reports[0]["goals"][p][g]
-                if not k.startswith("share/")
-            }
-        best_simple = max(SIMPLE, key=lambda p: row[p][0])
-        row["best_simple"] = best_simple
-        trained = np.array([r["returns"]["trained"][g] for r in reports])
-        for name, ref in (("vs_best_simple", best_simple), ("vs_heuristic", "heuristic"), ("of_upper", "upper")):
-            base = np.array([r["returns"][ref][g] for r in reports])
-            row[name] = list(mean_ci(trained / np.where(np.abs(base) > 1e-9, base, np.nan)))
-        table[g] = row
-    out["groups"] = table
-    return out
-
-
-def markdown(results: dict[str, Any]) -> str:
-    """The tables of the README."""
-    lines = []
-    for exp, res in results.items():
-        lines.append(
-            f"**{exp}** (trainer seeds {res['seeds']}, {res['episodes']} fresh evaluation episodes per policy "
-            f"and seed; mean per-agent return over the episode, mean ± 95% CI over seeds; "
-            f"training {res['train_seconds'][0]:.0f} ± {res['train_seconds'][1]:.0f} s per seed)\n"
-        )
-        lines.append(
-            "| group | " + " | ".join(POLICIES) + " | trained / best simple | trained / heuristic | % of upper |"
-        )
-        lines.append("|-" * (len(POLICIES) + 4) + "|")
-        for g, row in res["groups"].items():
-            cells = [f"{row[p][0]:.2f} ± {row[p][1]:.2f}" for p in POLICIES]
-            ratio = [
-                f"{row['vs_best_simple'][0]:.2f}× ({row['best_simple']})",
-                f"{row['vs_heuristic'][0]:.2f}×",
-                f"{100 * row['of_upper'][0]:.0f}%",
-            ]
-            lines.append(f"| {g} | " + " | ".join(cells + ratio) + " |")
-        lines.append("")
-        lines.append("| group | policy | " + " | ".join(GOALS) + " |")
-        lines.append("|-" * (len(GOALS) + 2) + "|")
-        for g, row in res["groups"].items():
-            for p in ("trained", "heuristic", "chat"):
-                goals = row[f"goals/{p}"]
-                cells = [f"{goals[k][0]:.2f}" if k in goals else "" for k in GOALS]
-                lines.append(f"| {g} | {p} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def plot(exp: str, res: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = list(res["groups"])
-    fig, ax = plt.subplots(figsize=(1.8 + 2.2 * len(groups), 3.6))
-    width = 0.8 / len(POLICIES)
-    for k, p in enumerate(POLICIES):
-        means = [res["groups"][g][p][0] for g in groups]
-        cis = [res["groups"][g][p][1] for g in groups]
-        ax.bar(np.arange(len(groups)) + (k - len(POLICIES) / 2 + 0.5) * width, means, width, yerr=cis, label=p)
-    ax.set_xticks(np.arange(len(groups)), groups)
-    ax.set_ylabel("mean return per agent (3 days)")
-    ax.set_title(f"Town-v1, {exp}: seeds {res['seeds']}, {res['episodes']} episodes each, 95% CI")
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: train (or re-evaluate) the runs, write and print the tables; returns the exit code."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experiments", nargs="+", default=["artists", "society"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
@@ -141,20 +35,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = ap.parse_args(argv)
-    jobs = [(e, s, str(args.runs), args.overrides, args.reuse) for e in args.experiments for s in args.seeds]
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        reports = pool.map(_one_run, jobs)
-    results_file = args.out / "results.json"  # other experiments' results are kept
-    results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results.update({e: aggregate([r for r in reports if r["experiment"] == e]) for e in args.experiments})
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = markdown(results)
-    (args.out / "results.md").write_text(text + "\n")
-    for exp in args.experiments:
-        plot(exp, results[exp], args.out / f"results_{exp}.png")
-    print(text)
+    print(
+        run(
+            args.experiments,
+            args.seeds,
+            jobs=args.jobs,
+            out=args.out,
+            runs=args.runs,
+            reuse=args.reuse,
+            overrides=args.overrides,
+        )
+    )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

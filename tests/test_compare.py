@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+
+from scripts.compare import main
+from trainers import compare
 
 pytest.importorskip("supersuit")
 pytest.importorskip("stable_baselines3")
@@ -59,16 +60,7 @@ def test_compare_json_line(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text()) == summary
 
 
-def _compare_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compare", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_table_and_seed_override_error(capsys: pytest.CaptureFixture[str]) -> None:
-    compare = _compare_module()
     cell = {"mean": 12.25, "std": 0.4, "ci95": 0.5}
     summary = {
         "seeds": [0, 1, 2],
@@ -81,5 +73,5 @@ def test_table_and_seed_override_error(capsys: pytest.CaptureFixture[str]) -> No
     assert "| artist_collective | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 |" in text
     assert "| grpo | 48 | 1.0 | 2.0 |" in text
     with pytest.raises(SystemExit):
-        compare.main([*TINY, "trainer.seed=1"])
+        main([*TINY, "trainer.seed=1"])
     assert "trainer.seed is set by --seeds" in capsys.readouterr().err

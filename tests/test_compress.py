@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.compress import compress, expand_movement, main
-from scripts.simulate import Simulation
+from ga_sim.compress import compress, expand_movement
+from ga_sim.simulation import Simulation
+from scripts.compress import main
 
 
 @pytest.mark.parametrize("mind", ["generative", "scripted"])

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.console import Console
-from scripts.runstore import RunStore
-from scripts.simulate import Simulation
+from ga_sim.console import Console
+from ga_sim.runstore import RunStore
+from ga_sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["env.max_agents=6"]

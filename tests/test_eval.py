@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from agents.llm import make_backend
-from agents.llm.loopback import LoopbackServer
+from agents.testing.loopback import LoopbackServer
 from conf.schema import LLMConfig
-from scripts.eval import CRITERIA, _to_ab, chunk_pair, judge, main, run_metrics, split_lines, transcript_lines
-from scripts.runstore import RunStore
-from scripts.simulate import Simulation
+from ga_sim.metrics import CRITERIA, _to_ab, chunk_pair, judge, run_metrics, split_lines, transcript_lines
+from ga_sim.runstore import RunStore
+from ga_sim.simulation import Simulation
+from scripts.eval import main
 
 SMALL = ["env.max_agents=8"]
 

@@ -2,7 +2,7 @@
 
 (The GRPO run's server also requires a planted API key, which must appear in none of its files.)
 
-The loopback OpenAI-compatible server (``agents.llm.loopback``) injects every fault kind it knows
+The loopback OpenAI-compatible server (``agents.testing.loopback``) injects every fault kind it knows
 (timeouts, HTTP 500/429/503, malformed JSON, empty content, an unknown action, an over-long
 answer, a dropped connection) into 30% of the chat completions. Both runs must complete, every
 fault must be retried or replaced by the rule-based fallback, and the counts must appear in the
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agents.llm.loopback import LoopbackServer
+from agents.testing.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULT_RATE = 0.3
@@ -65,7 +65,7 @@ def _check_counts(report: dict[str, Any], injected: dict[str, int], scalars: dic
 
 @pytest.mark.slow
 def test_simulation_of_10_personas_200_steps_at_30pct_faults(tmp_path: Path) -> None:
-    from scripts.simulate import Simulation
+    from ga_sim.simulation import Simulation
 
     with LoopbackServer(fault_rate=FAULT_RATE, hang_s=1.0, seed=11) as server:
         overrides = ["env.groups=[artist_collective,residents]", "env.max_agents=10", *_llm_overrides(server)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers.grpo import CheckpointError, load_checkpoint, previous_checkpoint, read_checkpoint, save_checkpoint
+from ga_env.checkpoint import CheckpointError, load_checkpoint, previous_checkpoint, read_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

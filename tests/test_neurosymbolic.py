@@ -14,6 +14,7 @@ from agents.llm.factory import make_backend
 from agents.neurosymbolic import NeuroSymbolicPolicy, llm_log_preferences
 from agents.softmax import SoftmaxPolicy
 from conf.schema import LLMConfig
+from ga_env.checkpoint import CheckpointError
 
 
 class Recorder:
@@ -173,10 +174,10 @@ def test_trains_end_to_end(tmp_path: Path) -> None:
     from agents.factory import make_policy
 
     cfg.agent = AgentConfig(kind="neurosymbolic", hidden=8, checkpoint=str(ckpt))
-    loaded = make_policy(cfg, cfg.env.make(), np.random.default_rng(7))
+    loaded = make_policy(cfg.agent, cfg.llm, cfg.env.make(), np.random.default_rng(7))
     saved = np.load(ckpt)
     for k, v in loaded.params.items():
         np.testing.assert_array_equal(v, saved[f"param/{k}"])
     cfg.agent = AgentConfig(kind="neurosymbolic", hidden=16, checkpoint=str(ckpt))
-    with pytest.raises(ValueError, match=r"agent\.hidden"):
-        make_policy(cfg, cfg.env.make(), np.random.default_rng(7))
+    with pytest.raises(CheckpointError, match=r"agent\.hidden"):
+        make_policy(cfg.agent, cfg.llm, cfg.env.make(), np.random.default_rng(7))

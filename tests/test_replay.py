@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scripts.compress import compress
-from scripts.replay import DEFAULT_HOST, ReplayServer, main
-from scripts.simulate import Simulation
+from ga_sim.compress import compress
+from ga_sim.replay import DEFAULT_HOST, ReplayServer
+from ga_sim.simulation import Simulation
+from scripts.replay import main
 
 
 @pytest.fixture(scope="module")
@@ -121,9 +122,9 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_planted_api_key_never_reaches_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run with the openai backend (loopback server requiring the key): the key is used, yet it
     appears in none of the run's files (meta, steps, checkpoints, LLM cache, compressed, eval)."""
-    from agents.llm.loopback import LoopbackServer
+    from agents.testing.loopback import LoopbackServer
+    from ga_sim.runstore import RunStore
     from scripts.eval import main as eval_main
-    from scripts.runstore import RunStore
 
     key = "sk-planted-4f1c9e0b7a2d6e5f"
     monkeypatch.setenv("GA_TEST_KEY", key)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scripts.compress import compress
-from scripts.replay import ReplayServer
-from scripts.simulate import Simulation
+from ga_sim.compress import compress
+from ga_sim.replay import ReplayServer
+from ga_sim.simulation import Simulation
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,8 +1,8 @@
-"""Stable-Baselines3 PPO on the town through SuperSuit (``scripts/train_sb3_ppo.py``): smoke and contracts."""
+"""Stable-Baselines3 PPO on the town through SuperSuit (``trainers/ppo_sb3.py``, ``scripts/train_sb3_ppo.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -31,12 +31,14 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def ppo_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_sb3_ppo", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """The library module the script calls (``trainers.ppo_sb3``: settings, training, the policy wrapper)."""
+    return importlib.import_module("trainers.ppo_sb3")
+
+
+@pytest.fixture(scope="module")
+def ppo_main() -> ModuleType:
+    """The command line (``scripts/train_sb3_ppo.py``)."""
+    return importlib.import_module("scripts.train_sb3_ppo")
 
 
 def _train(ppo_script: ModuleType, tmp_path: Path, name: str, *overrides: str) -> tuple[dict[str, object], object]:
@@ -123,10 +125,10 @@ def test_command_line_smoke(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_a_clear_error(
-    ppo_script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    ppo_main: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        ppo_script.main([*args, "--out", str(tmp_path / "x")])
+        ppo_main.main([*args, "--out", str(tmp_path / "x")])
     assert exc.value.code != 0
     assert message in capsys.readouterr().err + str(exc.value.code)
     assert not (tmp_path / "x").exists()

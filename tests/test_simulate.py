@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scripts.runstore import RunError, RunStore, decode_checkpoint, encode_checkpoint, pack, unpack, validate_name
-from scripts.simulate import Simulation, main
+from ga_sim.runstore import RunError, RunStore, decode_checkpoint, encode_checkpoint, pack, unpack, validate_name
+from ga_sim.simulation import Simulation
+from scripts.simulate import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["env.groups=[artist_collective,residents]", "env.max_agents=8"]
@@ -112,7 +113,7 @@ def test_corrupt_newest_checkpoint_falls_back(tmp_path: Path) -> None:
 
 
 def test_large_arrays_go_to_shared_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import scripts.runstore as rs
+    import ga_sim.runstore as rs
 
     monkeypatch.setattr(rs, "BLOB_MIN_BYTES", 1024)
     monkeypatch.setattr(rs, "BLOCK_BYTES", 2048)
@@ -151,7 +152,7 @@ def test_large_arrays_go_to_shared_blocks(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_block_digests_are_remembered_only_for_read_only_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import scripts.runstore as rs
+    import ga_sim.runstore as rs
 
     monkeypatch.setattr(rs, "BLOB_MIN_BYTES", 64)
     monkeypatch.setattr(rs, "BLOCK_BYTES", 64)
@@ -208,7 +209,7 @@ def test_names_and_arguments_are_checked(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_trained_policy_checkpoint(tmp_path: Path) -> None:
     from agents import SoftmaxPolicy
-    from scripts.simulate import compose_config, load_trained_policy, make_env
+    from ga_sim.simulation import compose_config, load_trained_policy, make_env
 
     cfg = compose_config(SMALL)
     env = make_env(cfg, "2023-02-13 07:00", 10)

@@ -188,7 +188,7 @@ def test_rollouts_do_not_depend_on_batching() -> None:
     # Rollout g uses generator (seed, iteration, g) only: any subset reproduces its trajectories.
     cfg = _compose(TINY)
     env = cfg.env.make()
-    policy = make_policy(cfg, env, np.random.default_rng(1))
+    policy = make_policy(cfg.agent, cfg.llm, env, np.random.default_rng(1))
     whole = collect(BatchedTownEnv(env, 4), policy, 9, rollout_generators(3, 7, range(4)))
     part = collect([cfg.env.make()], policy, 9, rollout_generators(3, 7, [2]))
     for name in ("obs", "mask", "actions", "effective", "rewards", "places", "partners"):

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from agents.llm.loopback import LoopbackServer
-from scripts.runstore import RunStore, decode_checkpoint
+from agents.testing.loopback import LoopbackServer
+from ga_sim.runstore import RunStore, decode_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

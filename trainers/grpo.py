@@ -30,15 +30,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import dataclasses
-import hashlib
-import io
 import json
 import sys
-import tempfile
 import time
-import warnings
-import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,133 +43,22 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from agents import RandomPolicy, ScriptedPolicy
-from agents.factory import make_policy, shared_llm_usage
+from agents import Policy, RandomPolicy, ScriptedPolicy
+from agents.factory import load_params, make_policy, shared_llm_usage
 from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params, load_upper_params
 from agents.llm.usage import combine_reports, report_scalars, report_summary
 from conf.schema import Config, register_configs, to_config
 from ga_env import ACTION_NAMES, TownEnv
+from ga_env.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from ga_env.world import IDLE, N_ACTIONS
 from trainers.evaluate import Evaluation, run_episodes, summarise
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
 from trainers.heuristic_search import upper_reference
 from trainers.lessons import make_lessons
 from trainers.rollout import InProcessRollouts, RayRollouts
-
-
-def _import_summary_writer() -> Any:
-    """``tensorboardX.SummaryWriter``, imported without torch.
-
-    tensorboardX imports torch at import time whenever it is installed, only to recognise torch
-    tensors; we log NumPy values, and the import costs seconds of start-up on every run (and in
-    every Ray worker or subprocess test). Hiding torch during that one import keeps the writer
-    NumPy-only; torch stays importable afterwards.
-    """
-    hide = "torch" not in sys.modules
-    if hide:
-        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` raise ImportError
-    try:
-        from tensorboardX import SummaryWriter
-
-        return SummaryWriter
-    finally:
-        if hide:
-            del sys.modules["torch"]
-
+from trainers.tblog import summary_writer
 
 EVAL_SEED_BASE = 1_000_000  # evaluation seeds never overlap training seeds (drawn below this)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or corrupt; the message names the file and the fix."""
-
-
-CHECKPOINT_FORMAT = 2
-"""Version of the checkpoint layout (2: checksum, lessons, previous checkpoint kept)."""
-
-
-def _digest(arrays: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.asarray(arrays[k])
-        h.update(k.encode())
-        h.update(str(a.dtype).encode() + str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def save_checkpoint(path: Path, arrays: dict[str, Any], config_yaml: str) -> None:
-    """Write ``arrays`` + the resolved config atomically (temp file, fsync, ``os.replace``).
-
-    The previous checkpoint is kept as ``<name>.prev.npz`` so that a checkpoint damaged after it
-    was written (disk full, a copy cut short) still leaves a good one to resume from. A SHA-256 of
-    the arrays is stored inside, so damage is detected on load rather than trained on.
-    """
-    arrays = {"config_yaml": np.array(config_yaml), "format": np.array(CHECKPOINT_FORMAT), **arrays}
-    buf = io.BytesIO()
-    np.savez(buf, sha256=np.array(_digest(arrays)), **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        os.replace(path, previous_checkpoint(path))
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the renames themselves durable
-    finally:
-        os.close(dir_fd)
-
-
-def previous_checkpoint(path: Path) -> Path:
-    """Where :func:`save_checkpoint` keeps the checkpoint before ``path``."""
-    return path.with_name(path.stem + ".prev" + path.suffix)
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """Load and verify one checkpoint file.
-
-    Raises:
-        CheckpointError: the file is missing, not a readable ``.npz``, or its checksum fails.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file: does not exist. Fix: give the checkpoint.npz of a run") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(
-            f"{path}: file: is truncated or not a checkpoint ({type(e).__name__}: {e}). "
-            f"Fix: resume from {previous_checkpoint(path).name} or another run"
-        ) from None
-    stored = str(arrays.pop("sha256", ""))
-    if stored and stored != _digest(arrays):
-        raise CheckpointError(
-            f"{path}: sha256: the contents do not match their checksum. "
-            f"Fix: resume from {previous_checkpoint(path).name} or another run"
-        )
-    return arrays
-
-
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """The checkpoint at ``path`` (a file, or a run folder holding ``checkpoint.npz``), verified.
-
-    If it is missing or damaged and the previous one (``checkpoint.prev.npz``) is good, that one is
-    used with a warning naming the problem. Returns the arrays and the file actually read.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint.npz"
-    try:
-        return read_checkpoint(path), path
-    except CheckpointError as e:
-        prev = previous_checkpoint(path)
-        if not prev.exists():
-            raise
-        arrays = read_checkpoint(prev)
-        warnings.warn(f"{e} -- using the previous checkpoint {prev}", stacklevel=2)
-        return arrays, prev
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
@@ -190,7 +73,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:  # a line cut short by the kill
             continue
-    path.write_text("".join(line + "\n" for line in keep))
+    atomic_write_bytes(path, ("".join(line + "\n" for line in keep)).encode())
 
 
 def _llm_usage(
@@ -201,7 +84,7 @@ def _llm_usage(
     without an LLM in the policy."""
     if cfg.agent.kind != "neurosymbolic":
         return None
-    here = shared_llm_usage(cfg)
+    here = shared_llm_usage(cfg.agent, cfg.llm)
     reports = ([here] if here is not None else []) + worker_reports
     return combine_reports(reports, [before] if before else [])
 
@@ -213,8 +96,8 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     rng = np.random.default_rng(tc.seed)
     env = cfg.env.make()
     group_names = [g.name for g in env.groups]
-    policy = make_policy(cfg, env, rng)
-    ref = make_policy(cfg, env, np.random.default_rng(0))
+    policy = make_policy(cfg.agent, cfg.llm, env, rng)
+    ref = make_policy(cfg.agent, cfg.llm, env, np.random.default_rng(0))
     ref.params = policy.copy_params()  # frozen reference = the initial policy
     adam = Adam(policy.params, lr=tc.lr)
     start = 0
@@ -222,9 +105,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     if tc.resume:
         ckpt, ckpt_path = load_checkpoint(tc.resume)
         print(f"resuming from {ckpt_path} (iteration {int(ckpt['iteration'])})")
+        load_params(policy, ckpt_path, ckpt)
+        load_params(ref, ckpt_path, ckpt, prefix="ref/")
         for k in policy.params:
-            policy.params[k] = ckpt[f"param/{k}"].copy()
-            ref.params[k] = ckpt[f"ref/{k}"].copy()
             adam.m[k], adam.v[k] = ckpt[f"adam_m/{k}"].copy(), ckpt[f"adam_v/{k}"].copy()
         adam.t, start = int(ckpt["adam_t"]), int(ckpt["iteration"])
         rng.bit_generator.state = json.loads(str(ckpt["rng_state"]))
@@ -234,7 +117,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 policy.set_lessons(name, lessons)
         _truncate_metrics(out_dir / "metrics.jsonl", start)
 
-    writer = _import_summary_writer()(str(out_dir / "tb"))
+    writer = summary_writer(out_dir / "tb")
     flat_cfg = {
         f"{sec}.{k}": v
         for sec in ("env", "agent", "llm", "trainer")
@@ -247,7 +130,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     teams = env.group_of  # (N,)
     g_size = tc.group_size
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
-    usage_before = shared_llm_usage(cfg)
+    usage_before = shared_llm_usage(cfg.agent, cfg.llm)
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
@@ -258,11 +141,11 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
             arrays[f"adam_m/{k}"], arrays[f"adam_v/{k}"] = adam.m[k], adam.v[k]
         path = out_dir / "checkpoint.npz"
         save_checkpoint(path, arrays, config_yaml)
-        (out_dir / "config.yaml").write_text(config_yaml)
+        atomic_write_bytes(out_dir / "config.yaml", config_yaml.encode())
         return path
 
     def eval_trained(seeds: list[int]) -> Evaluation:
-        greedy = make_policy(cfg, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
+        greedy = make_policy(cfg.agent, cfg.llm, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
         greedy.params = policy.params
         for name, lessons in lessons_by_group.items():
             greedy.set_lessons(name, lessons)
@@ -294,7 +177,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
 
         # -- 3. clipped surrogate + KL to the reference: epochs of minibatches, Adam ------------------
         flat_obs = obs_buf.reshape(-1, obs_buf.shape[-1])  # (S, D), S = G*T*N
-        flat_mask = mask_buf.reshape(-1, 4)
+        flat_mask = mask_buf.reshape(-1, N_ACTIONS)
         flat_act, flat_adv = act_buf.ravel(), adv.ravel()
         # Old log-probs recomputed here in one batch rather than taken from the rollouts (ro.logp,
         # equal up to rounding): the update then does not depend on how the rollouts were batched.
@@ -313,12 +196,12 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 grads = policy.backward(cache, policy.dlogits_from_dlogp(cache, flat_act[mb], dlogp))
                 grads, norm = clip_grad_norm(grads, tc.max_grad_norm)
                 adam.step(policy.params, grads)
-                for k, v in (*s.items(), ("grad_norm", norm)):
-                    stats[k].append(v)
+                for stat, v in (*s.items(), ("grad_norm", norm)):
+                    stats[stat].append(v)
 
         # -- 4. reward-to-prompt lessons per group ------------------------------------------------------
-        for k, name in enumerate(group_names):
-            members = np.flatnonzero(teams == k)
+        for gi, name in enumerate(group_names):
+            members = np.flatnonzero(teams == gi)
             lessons = make_lessons(
                 names=[env.personas[i].name for i in members],
                 places=env.places,
@@ -350,12 +233,12 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
             "grpo/frac_reward_zero_std": frac_zero_std,
             "grpo/advantage_std": float(adv.std()),
         }
-        for k, name in enumerate(group_names):
-            row[f"rewards/{name}/mean"] = float(ep_returns[:, teams == k].mean())
-            eff = eff_buf[:, :, teams == k]
+        for gi, name in enumerate(group_names):
+            row[f"rewards/{name}/mean"] = float(ep_returns[:, teams == gi].mean())
+            eff = eff_buf[:, :, teams == gi]
             for a, a_name in enumerate(ACTION_NAMES):
                 row[f"actions/{name}/{a_name}"] = float((eff == a).mean())
-            row[f"actions/{name}/noop"] = float((eff == 4).mean())
+            row[f"actions/{name}/noop"] = float((eff == IDLE).mean())
         if tc.eval_every and (it + 1) % tc.eval_every == 0 and it + 1 < tc.iterations:
             ev = eval_trained([EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)])
             for name, v in ev.mean_returns().items():
@@ -389,9 +272,9 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         report["llm_usage"] = usage
         for key, v in report_scalars(usage).items():
             writer.add_scalar(key, v, tc.iterations)
-        (out_dir / "llm_usage.json").write_text(json.dumps(usage, indent=2))
+        atomic_write_bytes(out_dir / "llm_usage.json", json.dumps(usage, indent=2).encode())
         print(f"LLM usage: {report_summary(usage)}")
-    (out_dir / "eval.json").write_text(json.dumps(report, indent=2))
+    atomic_write_bytes(out_dir / "eval.json", json.dumps(report, indent=2).encode())
     print(f"\nEvaluation ({cfg.experiment}, trainer.seed={tc.seed}, {len(seeds)} fresh seeds): mean return per agent")
     print(f"{'group':<20}" + "".join(f"{k:>10}" for k in results))
     for name in group_names:
@@ -408,7 +291,7 @@ def final_evaluation(
     ``trainer.eval_episodes`` fresh seeds; returns the evaluations and the ``eval.json`` report."""
     tc = cfg.trainer
     seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
-    baselines = {
+    baselines: dict[str, Policy] = {
         "random": RandomPolicy(),
         "scripted": ScriptedPolicy(env.groups),
         "chat": ChatPolicy(),  # chat whenever a partner is near (the best 3-line rule on Town-v0)
@@ -435,12 +318,12 @@ def final_evaluation(
 def evaluate_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     """Re-run the final evaluation of a finished run (e.g. after the baselines were re-tuned)."""
     env = cfg.env.make()
-    ckpt, _ = load_checkpoint(run_dir)
+    ckpt, ckpt_path = load_checkpoint(run_dir)
     lessons = json.loads(str(ckpt["lessons"])) if "lessons" in ckpt else {}
 
     def eval_trained(seeds: list[int]) -> Evaluation:
-        policy = make_policy(cfg, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
-        policy.params = {k: ckpt[f"param/{k}"].copy() for k in policy.params}
+        policy = make_policy(cfg.agent, cfg.llm, env, np.random.default_rng(0), greedy=cfg.agent.eval_greedy)
+        load_params(policy, ckpt_path, ckpt)
         for name, text in lessons.items():
             policy.set_lessons(name, text)
         return run_episodes(env, policy, seeds, np.random.default_rng(cfg.trainer.seed + 1))

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
+from conf.schema import GROUP_BY, SCALES  # the accepted values live in the config schema
 
-GROUP_BY = ("rollout", "team", "both")
-SCALES = ("group", "batch", "none")
+FloatArray = npt.NDArray[np.float64]
 ZERO_STD = 1e-8
 
 

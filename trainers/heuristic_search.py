@@ -11,17 +11,29 @@ group's own mean per-agent return over ``seeds`` (training seeds only, below
   Gaussian is refit on the candidates that scored best *for that group*. A group's upper
   reference is the best whole candidate for that group (the tuned one included), so it is never
   below the tuned heuristic on the training seeds.
+
+:func:`tune` runs both per experiment and writes ``agents/data/heuristic_params.json``; its command
+line is ``scripts/tune_heuristic.py``.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import ga_env
 from agents.heuristic import HeuristicParams, HeuristicPolicy
+from conf.compose import compose
+from ga_env.checkpoint import atomic_write_bytes
 from trainers.evaluate import Evaluation, run_episodes
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "agents" / "data" / "heuristic_params.json"
+"""The shipped table of tuned and upper-reference parameters (read by ``agents.heuristic``)."""
 
 GRID: dict[str, tuple[float, ...]] = {
     "work_target": (0.0, 0.25, 0.5, 0.75, 1.0),
@@ -48,7 +60,8 @@ def coordinate_search(
         for group in params:
             for name, values in GRID.items():
                 for v in values:
-                    trial = {**params, group: HeuristicParams(**{**_as_dict(params[group]), name: v})}
+                    fields: dict[str, Any] = {**_as_dict(params[group]), name: v}
+                    trial = {**params, group: HeuristicParams(**fields)}
                     s = score(env, trial, seeds)
                     if s[group] > best[group] + 1e-9:
                         params, best = trial, s
@@ -104,6 +117,79 @@ def upper_reference(
         ev = run_episodes(env, HeuristicPolicy(env.groups, params), seeds, rng)
         returns[group], goals[group] = ev.returns[group], ev.goals[group]
     return Evaluation(returns, goals)
+
+
+def tune(
+    experiments: Sequence[str],
+    n_seeds: int = 16,
+    *,
+    cem_iterations: int = 8,
+    cem_population: int = 24,
+    out: Path = PARAMS_FILE,
+) -> None:
+    """Tune the heuristic per experiment on training seeds ``0..n_seeds-1``; write the table to ``out``.
+
+    For each experiment, :func:`coordinate_search` gives the tuned parameters and :func:`cem_search`
+    (started from them) the upper reference; both, with their training returns and wall times,
+    replace that experiment's entry of ``out`` (other experiments' entries are kept). ``out`` is
+    written after each experiment, and progress is printed.
+
+    Args:
+        experiments: experiment names (``+experiment=NAME``).
+        n_seeds: number of training seeds (never the evaluation seeds, >= ``trainers.grpo.EVAL_SEED_BASE``).
+        cem_iterations: CEM iterations.
+        cem_population: CEM candidates per iteration.
+        out: the JSON table to update.
+
+    Raises:
+        ConfigError: an experiment's config does not compose.
+    """
+    table: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    seeds = list(range(n_seeds))
+    for exp in experiments:
+        env = compose([f"+experiment={exp}"]).env.make()
+        t0 = time.perf_counter()
+        log = _prefixed_log(exp)
+        tuned, tuned_score = coordinate_search(env, seeds, log=log)
+        t1 = time.perf_counter()
+        upper, upper_score = cem_search(
+            env,
+            seeds,
+            tuned,
+            iterations=cem_iterations,
+            population=cem_population,
+            rng=np.random.default_rng(0),
+            log=log,
+        )
+        t2 = time.perf_counter()
+        table[exp] = {
+            "seeds": seeds,
+            "episode_steps": env.max_cycles,
+            "tuned": {
+                "method": "coordinate grid, 2 sweeps",
+                "params": {g: _as_dict(p) for g, p in tuned.items()},
+                "train_return": tuned_score,
+                "seconds": round(t1 - t0, 1),
+            },
+            "upper": {
+                "method": f"CEM from tuned, {cem_iterations} x {cem_population}, 6 elites per group",
+                "params_by_group": {g: {h: _as_dict(p) for h, p in c.items()} for g, c in upper.items()},
+                "train_return": upper_score,
+                "seconds": round(t2 - t1, 1),
+            },
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, (json.dumps(table, indent=1) + "\n").encode())
+        print(f"[{exp}] tuned {tuned_score}\n[{exp}] upper {upper_score}")
+
+
+def _prefixed_log(experiment: str) -> Callable[[str], None]:
+    """A progress printer that prefixes each line with ``[experiment]``."""
+
+    def log(line: str) -> None:
+        print(f"[{experiment}] {line}", flush=True)
+
+    return log
 
 
 def _as_dict(p: HeuristicParams) -> dict[str, float]:

@@ -32,11 +32,10 @@ import numpy.typing as npt
 from agents.base import FloatArray, IntArray, TrainablePolicy
 from ga_env import TownEnv
 from ga_env.batched import BatchedTownEnv
+from ga_env.world import N_ACTIONS
 
 if TYPE_CHECKING:
     from conf.schema import Config
-
-N_ACTIONS = 4
 
 
 @runtime_checkable
@@ -199,7 +198,7 @@ class _Worker:
 
         self.cfg, self.seed, self.indices = cfg, cfg.trainer.seed, list(indices)
         base = cfg.env.make()
-        self.policy = make_policy(cfg, base, np.random.default_rng(0))
+        self.policy = make_policy(cfg.agent, cfg.llm, base, np.random.default_rng(0))
         self.env: BatchedTownEnv | list[TownEnv]
         if cfg.trainer.rollout.batched and not isinstance(self.policy, EnvAwarePolicy):
             self.env = BatchedTownEnv(base, len(self.indices))
@@ -219,7 +218,7 @@ class _Worker:
         """The usage report of this worker's LLM backend (None without an LLM in the policy)."""
         from agents.factory import shared_llm_usage
 
-        return shared_llm_usage(self.cfg)
+        return shared_llm_usage(self.cfg.agent, self.cfg.llm)
 
 
 class RayRollouts:

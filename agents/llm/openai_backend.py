@@ -1,7 +1,7 @@
 """The ``openai`` backend: any OpenAI-compatible endpoint through the official ``openai`` client.
 
 Works with OpenAI, DeepSeek, Ollama, vLLM, llama.cpp's server and the loopback server of
-:mod:`agents.llm.loopback` (presets in :mod:`agents.llm.presets`). The API key is read from the
+:mod:`agents.testing.loopback` (presets in :mod:`agents.llm.presets`). The API key is read from the
 environment variable NAMED by the config when a client is created; it lives only inside the
 ``openai`` client object, never in this object's repr, the config, logs or the cache.
 

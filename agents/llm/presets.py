@@ -3,12 +3,15 @@
 ``llm=openai llm.preset=ollama`` picks the base URL, default model, the NAME of the environment
 variable holding the API key (never the key itself), how structured output is asked for, and the
 embedding model. Any field can still be overridden (``llm.base_url=...``, ``llm.model=...``).
-This module imports nothing heavy: ``conf.schema`` reads it to validate ``LLMConfig``.
+The preset names are validated by ``conf.schema`` (``PRESET_NAMES``); the values are applied when a
+backend is built (:func:`agents.llm.factory.resolve`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from conf.schema import BACKENDS, STRUCTURED_MODES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +64,7 @@ PRESETS: dict[str, Preset] = {
         structured="json_object",
         embed_model=None,
     ),
-    # The loopback server of agents.llm.loopback (tests, benchmarks, fault injection).
+    # The loopback server of agents.testing.loopback (tests, benchmarks, fault injection).
     "loopback": Preset(
         base_url="http://127.0.0.1:8000/v1",
         model="loopback",
@@ -71,5 +74,4 @@ PRESETS: dict[str, Preset] = {
 }
 """Known presets by name."""
 
-STRUCTURED_MODES = ("json_schema", "json_object")
-BACKENDS = ("scripted", "openai", "local")
+__all__ = ["BACKENDS", "PRESETS", "STRUCTURED_MODES", "Preset"]

@@ -30,13 +30,14 @@ import io
 import json
 import os
 import re
-import tempfile
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ga_env.checkpoint import atomic_write_bytes
 
 FORMAT_VERSION = 2
 """Version of the run folder and checkpoint format (bumped on an incompatible change)."""
@@ -52,6 +53,13 @@ class RunError(RuntimeError):
 
     def __init__(self, where: str | Path, field: str, problem: str, fix: str) -> None:
         super().__init__(f"{where}: {field}: {problem}. Fix: {fix}")
+
+    @classmethod
+    def of(cls, err: Exception) -> RunError:
+        """A ``RunError`` with the message of ``err``, which already names the file, the field and the fix."""
+        obj = cls.__new__(cls)
+        RuntimeError.__init__(obj, str(err))
+        return obj
 
 
 def validate_name(name: str, what: str = "--name") -> str:
@@ -102,26 +110,6 @@ def unpack(text: str, arrays: Mapping[str, np.ndarray]) -> Any:
         return d
 
     return json.loads(text, object_hook=hook)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide results from the user's other tools
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
 
 
 BLOB_MIN_BYTES = 1 << 17

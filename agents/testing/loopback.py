@@ -24,7 +24,7 @@ Use it as a context manager in tests::
     with LoopbackServer(latency_s=0.05, fault_rate=0.3) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="unused")
 
-or from the shell: ``python -m agents.llm.loopback --port 8000 --latency 0.2 --fault-rate 0.3``.
+or from the shell: ``python -m agents.testing.loopback --port 8000 --latency 0.2 --fault-rate 0.3``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-log = logging.getLogger("agents.llm.loopback")
+log = logging.getLogger("agents.testing.loopback")
 
 FAULTS: tuple[str, ...] = (
     "timeout",
@@ -472,7 +472,7 @@ def _parse_weights(text: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m agents.llm.loopback``: serve until Ctrl-C, then print the counts."""
+    """``python -m agents.testing.loopback``: serve until Ctrl-C, then print the counts."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (0 = any free port)")

@@ -1,7 +1,7 @@
 """The generative personas (``agents.generative.GenerativeSociety``) behind the simulation's contract.
 
 :class:`GenerativeDriver` wraps a :class:`~agents.generative.GenerativeSociety` so that
-``scripts/simulate.py`` and the console treat it like :class:`scripts.society.PolicySociety`:
+:mod:`ga_sim.simulation` and the console treat it like :class:`ga_sim.society.PolicySociety`:
 the same step records (tile, place, action, emoji, description, utterance, partner, reward, group
 figures, plus the step's whole conversations and the LLM usage), one checkpointable state (the
 env's exact state, every mind, the LLM usage meter) and text answers for the console.
@@ -16,18 +16,23 @@ import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from conf.schema import Config
-from scripts.society import EnvSnapshot, persona_index, town_summary
+from ga_sim.society import persona_index, town_summary
+
+if TYPE_CHECKING:
+    from agents.generative import GenerativeSociety
+    from agents.llm import LLMBackend
+    from ga_env import TownEnv
 
 ENDLESS = 10**9
 """``max_cycles`` of a simulated town: a run is one stretch of time, not episodes."""
 
 
-def usage_dict(llm: Any) -> dict[str, Any]:
+def usage_dict(llm: LLMBackend) -> dict[str, Any]:
     """The backend's usage meter as plain data (calls, tokens, faults by kind...)."""
     u = llm.usage
     out: dict[str, Any] = {}
@@ -39,7 +44,7 @@ def usage_dict(llm: Any) -> dict[str, Any]:
     return out
 
 
-def restore_usage(llm: Any, state: Mapping[str, Any]) -> None:
+def restore_usage(llm: LLMBackend, state: Mapping[str, Any]) -> None:
     """Put a saved usage meter back (so a resumed run's counts continue)."""
     u = llm.usage
     for key, value in state.items():
@@ -57,11 +62,10 @@ class GenerativeDriver:
 
     mind = "generative"
 
-    def __init__(self, society: Any, seed: int) -> None:
+    def __init__(self, society: GenerativeSociety, seed: int) -> None:
         self.society = society
-        self.env = society.env
-        self.llm = society.llm
-        self.snapshot = EnvSnapshot(self.env)
+        self.env: TownEnv = society.env
+        self.llm: LLMBackend = society.llm
         self.t = 0
         society.reset(seed)
 
@@ -117,7 +121,7 @@ class GenerativeDriver:
         """The env's exact state, every mind and the LLM usage."""
         return {
             "t": self.t,
-            "env": self.snapshot.state(self.env),
+            "env": self.env.state_dict(),
             "minds": self.society.state_dict(),
             "usage": usage_dict(self.llm),
         }
@@ -125,7 +129,7 @@ class GenerativeDriver:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
         self.t = int(state["t"])
-        self.snapshot.restore(self.env, state["env"])
+        self.env.load_state_dict(state["env"])
         self.society.load_state_dict(state["minds"])
         restore_usage(self.llm, state["usage"])
         self.society.records.clear()
@@ -191,22 +195,17 @@ class GenerativeDriver:
 
 def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path) -> GenerativeDriver:
     """The generative personas for a run: town, LLM backend (cached in the run folder) and embedder."""
-    import ga_env
     from agents.embeddings import make_embedder
     from agents.generative import GenerativeConfig, GenerativeSociety
     from agents.llm import make_backend
 
-    dyn = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.dynamics.items()}
-    env = ga_env.parallel_env(
-        groups=list(cfg.env.groups),
-        max_agents=cfg.env.max_agents,
+    env = cfg.env.make(
         max_cycles=ENDLESS,
         stride=int(meta["stride"]),
         start=str(meta["start"]),
         obs_mode="dict",
         action_mode="rich",
         text_obs=True,
-        dynamics=dyn or None,
     )
     llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
     embedder = make_embedder(cfg.agent.embedder, backend=llm)

@@ -1,10 +1,13 @@
-"""Drivers that step the town for the simulation workflow, and the env's exact save/restore.
+"""The :class:`Society` protocol: what steps the town for the simulation workflow.
 
 A *society* owns the town env and whatever decides the personas' actions. The simulation
-(``scripts/simulate.py``) only needs this small contract:
+(:mod:`ga_sim.simulation`) and the console (:mod:`ga_sim.console`) only use the
+:class:`Society` protocol:
 
 * ``step() -> dict``: advance one step and return the step record (see :func:`step_record`);
-* ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue exactly;
+* ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue exactly (the env's
+  part is :meth:`ga_env.TownEnv.state_dict`);
+* ``llm``: the language model behind the minds, or None;
 * the console's accessors (``schedule``, ``hourly_schedule``, ``current_tile``,
   ``chatting_with_buffer``, ``associative_memory``, ``spatial_memory``, ``analysis_chat``,
   ``load_history``).
@@ -23,12 +26,82 @@ import datetime as dt
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from agents import Policy, ScriptedPolicy
+from agents.llm import LLMBackend
 from ga_env import ACTION_NAMES, OBJECTIVE_TERMS, TownEnv
+
+StepRecord = dict[str, Any]
+"""One step of a run as plain data (``step``, ``time``, ``personas``, ``groups``...; :func:`step_record`)."""
+
+
+@runtime_checkable
+class Society(Protocol):
+    """The town and the minds that decide its personas' actions, as the simulation and the console use them.
+
+    Attributes:
+        env: the town.
+        t: steps simulated since the run began.
+        mind: ``"policy"`` (a numeric policy) or ``"generative"`` (LLM personas).
+        llm: the language model behind the minds (its usage is reported), or None.
+    """
+
+    env: TownEnv
+    t: int
+    mind: str
+
+    @property
+    def llm(self) -> LLMBackend | None:
+        """The language model behind the minds (its usage is reported), or None."""
+        ...
+
+    def step(self) -> StepRecord:
+        """Advance one step; returns its record."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (plain data and arrays)."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict` of a society built from the same run meta."""
+        ...
+
+    def schedule(self, name: str) -> str:
+        """The persona's plan for the day (console: ``print persona schedule NAME``)."""
+        ...
+
+    def hourly_schedule(self, name: str) -> str:
+        """The hour-by-hour schedule."""
+        ...
+
+    def current_tile(self, name: str) -> str:
+        """Tile and address of the persona."""
+        ...
+
+    def chatting_with_buffer(self, name: str) -> str:
+        """Whom the persona will not chat with again soon."""
+        ...
+
+    def associative_memory(self, name: str, kind: str) -> str:
+        """The persona's memories of one kind (``event``, ``thought`` or ``chat``)."""
+        ...
+
+    def spatial_memory(self, name: str) -> str:
+        """The places the persona knows."""
+        ...
+
+    def analysis_chat(self, name: str, message: str) -> str:
+        """The persona's answer to an interviewer (not stored in its memory)."""
+        ...
+
+    def load_history(self, path: str | Path) -> str:
+        """Seed memories from a CSV file (``name,whisper``); returns a summary."""
+        ...
+
 
 EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "rest": "😴", "research": "🔬", "idle": "⏸️"}
 """Emoji shown above a persona in the replay, by action."""
@@ -36,126 +109,7 @@ LOG_LIMIT = 200
 """Events kept per persona by :class:`PolicySociety` (a bounded log, not a memory stream)."""
 
 
-# -- exact save / restore of the env ---------------------------------------------------------------
-_BIG = 1 << 14  # bytes: larger arrays that still equal their construction-time value are static tables
-
-
-class EnvSnapshot:
-    """Saves and restores the dynamic state of a :class:`TownEnv` exactly.
-
-    The env keeps its episode state in plain attributes of itself and of the objects of
-    ``ga_env`` it owns (e.g. a one-episode dynamics core). The snapshot walks them and keeps every
-    array, plain value (numbers, strings, lists, dicts) and generator state, so it follows the
-    env's internals without a hand-kept list of names. Large arrays that are unchanged since
-    construction (shortest-path tables) are left out. Restoring writes arrays back *in place*
-    (views that alias them stay valid) and generator states into the existing generators.
-
-    Args:
-        env: a freshly constructed env.
-    """
-
-    def __init__(self, env: TownEnv) -> None:
-        self.static: dict[str, np.ndarray] = {
-            path: value.copy()
-            for path, _, _, value in _walk(env)
-            if isinstance(value, np.ndarray) and value.nbytes >= _BIG
-        }
-
-    def state(self, env: TownEnv) -> dict[str, Any]:
-        """The env's dynamic state as ``{attribute path: value}``."""
-        out: dict[str, Any] = {}
-        for path, _, _, value in _walk(env):
-            if isinstance(value, np.random.Generator):
-                out[path] = {"__generator__": generator_state(value)}
-            elif isinstance(value, list) and value and isinstance(value[0], np.random.Generator):
-                out[path] = {"__generators__": [generator_state(g) for g in value]}
-            elif isinstance(value, np.ndarray):
-                if path in self.static and np.array_equal(self.static[path], value):
-                    continue
-                out[path] = value.copy()
-            else:
-                out[path] = _plain(value)
-        return out
-
-    def restore(self, env: TownEnv, state: Mapping[str, Any]) -> None:
-        """Put ``state`` (from :meth:`state`) back into ``env``."""
-        owners = {path: (owner, key) for path, owner, key, _ in _walk(env)}
-        for path, value in state.items():
-            if path not in owners:
-                raise ValueError(
-                    f"checkpoint: env.{path}: not an attribute of this env. Fix: resume with the same version"
-                )
-            owner, key = owners[path]
-            current = getattr(owner, key)
-            if isinstance(value, dict) and "__generator__" in value:
-                current.bit_generator.state = value["__generator__"]["state"]  # the same object: aliases stay
-            elif isinstance(value, dict) and "__generators__" in value:
-                for gen, saved in zip(current, value["__generators__"], strict=True):
-                    gen.bit_generator.state = saved["state"]
-            elif isinstance(value, np.ndarray) and isinstance(current, np.ndarray) and current.shape == value.shape:
-                current[...] = value
-            else:
-                setattr(owner, key, _restore_like(value))
-
-
-def _is_plain(x: Any) -> bool:
-    if x is None or isinstance(x, (bool, int, float, str, np.generic, np.ndarray)):
-        return not (isinstance(x, np.ndarray) and x.dtype == object)
-    if isinstance(x, (list, tuple)):
-        return all(_is_plain(v) for v in x)
-    if isinstance(x, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in x.items())
-    return False
-
-
-def _walk(env: TownEnv) -> list[tuple[str, Any, str, Any]]:
-    """``(path, owner, attribute, value)`` of the env's plain attributes, recursing into ga_env objects."""
-    found: list[tuple[str, Any, str, Any]] = []
-    seen = {id(env)}
-
-    def visit(obj: Any, prefix: str) -> None:
-        for key, value in vars(obj).items():
-            if isinstance(value, np.random.Generator) or _is_plain(value):
-                found.append((prefix + key, obj, key, value))
-            elif isinstance(value, list) and value and all(isinstance(v, np.random.Generator) for v in value):
-                found.append((prefix + key, obj, key, value))
-            elif (
-                hasattr(value, "__dict__")
-                and type(value).__module__.startswith("ga_env.")
-                and type(value).__name__ not in ("TownMap", "Dynamics", "Persona", "Group", "World")
-                and id(value) not in seen
-            ):
-                seen.add(id(value))
-                visit(value, prefix + key + ".")
-
-    visit(env, "")
-    return found
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _restore_like(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, list):
-        return [_restore_like(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _restore_like(v) for k, v in value.items()}
-    return value
-
-
+# -- generators as plain data -----------------------------------------------------------------------------
 def generator_state(rng: np.random.Generator) -> dict[str, Any]:
     """A JSON-able snapshot of a NumPy generator."""
     return {"bit_generator": type(rng.bit_generator).__name__, "state": rng.bit_generator.state}
@@ -263,10 +217,10 @@ class PolicySociety:
     """
 
     mind = "policy"
+    llm: LLMBackend | None = None
 
     def __init__(self, env: TownEnv, policy: Policy, rng: np.random.Generator, kind: str) -> None:
         self.env, self.policy, self.rng, self.kind = env, policy, rng, kind
-        self.snapshot = EnvSnapshot(env)
         self.t = 0
         self.log: list[deque[dict[str, str]]] = [deque(maxlen=LOG_LIMIT) for _ in env.personas]
         self.visited: list[dict[str, int]] = [{} for _ in env.personas]
@@ -326,7 +280,7 @@ class PolicySociety:
             policy_state["streak"] = self.policy.streak.copy()
         return {
             "t": self.t,
-            "env": self.snapshot.state(self.env),
+            "env": self.env.state_dict(),
             "obs": self.obs,
             "mask": self.mask,
             "rng": generator_state(self.rng),
@@ -339,7 +293,7 @@ class PolicySociety:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
         self.t = int(state["t"])
-        self.snapshot.restore(self.env, state["env"])
+        self.env.load_state_dict(state["env"])
         self.obs, self.mask = np.asarray(state["obs"]).copy(), np.asarray(state["mask"]).copy()
         self.rng = generator_from_state(state["rng"])
         if isinstance(self.policy, ScriptedPolicy):

@@ -1,0 +1,186 @@
+"""Compress a run for replay and reading: ``python -m scripts.compress --name NAME``.
+
+Writes ``<results>/compressed/NAME/``:
+
+* ``movement.json``: ``meta`` (name, start time, stride, personas, groups), ``map`` (size, walls,
+  places), ``initial`` positions, ``movement``: one entry per step with the step's ``time`` and,
+  per persona, only the fields that changed since the previous step (``tile``, ``action``,
+  ``emoji``, ``description``, ``place``, ``utterance``, ``partner``), so an idle town costs
+  nothing; ``conversations``: every conversation with its time, place, participants and turns;
+  ``groups``: per-step group figures (reward, awareness, knowledge...).
+* ``simulation.md``: a readable timeline per persona (consecutive steps doing the same thing are
+  one line with a time range), with the conversations they took part in, then all conversations.
+
+:func:`expand_movement` rebuilds full per-step states from the deltas (the replay page does the
+same in JavaScript).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from ga_env.checkpoint import atomic_write_bytes
+from ga_sim.runstore import RunStore, validate_name
+
+FIELDS = ("tile", "place", "action", "emoji", "description", "utterance", "partner")
+"""Per-persona fields kept in ``movement.json``."""
+
+
+def conversations_of(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conversations of one step record: the mind's own, or pairs of utterances."""
+    if record.get("conversations"):
+        out = []
+        for c in record["conversations"]:
+            turns = [list(t) for t in c.get("turns", [])]
+            out.append({"participants": list(c["participants"]), "turns": turns})
+        return out
+    seen: set[frozenset[str]] = set()
+    out = []
+    for name, p in record["personas"].items():
+        partner = p.get("partner")
+        if not partner or not p.get("utterance"):
+            continue
+        pair = frozenset((name, partner))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        turns = [[name, p["utterance"]]]
+        reply = record["personas"].get(partner, {})
+        if reply.get("partner") == name and reply.get("utterance"):
+            turns.append([partner, reply["utterance"]])
+        out.append({"participants": [name, partner], "turns": turns})
+    return out
+
+
+def compress_run(store: RunStore) -> dict[str, Any]:
+    """``movement.json``'s content for a run."""
+    meta = store.meta()
+    names = [p["name"] for p in meta["personas"]]
+    previous: dict[str, dict[str, Any]] = {n: {} for n in names}
+    movement: list[dict[str, Any]] = []
+    conversations: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    for record in store.iter_steps():
+        delta: dict[str, Any] = {}
+        for name in names:
+            p = record["personas"][name]
+            changed = {f: p.get(f) for f in FIELDS if p.get(f) != previous[name].get(f)}
+            if changed:
+                delta[name] = changed
+                previous[name] = {f: p.get(f) for f in FIELDS}
+        movement.append({"step": record["step"], "time": record["time"], "personas": delta})
+        groups.append(record.get("groups", {}))
+        for c in conversations_of(record):
+            place = record["personas"][c["participants"][0]]["place"]
+            conversations.append({"step": record["step"], "time": record["time"], "place": place, **c})
+    return {
+        "meta": {
+            "name": meta["name"],
+            "start": meta["start"],
+            "stride": meta["stride"],
+            "mind": meta["mind"],
+            "llm": meta["config"]["llm"]["backend"] if meta["mind"] == "generative" else None,
+            "steps": len(movement),
+            "personas": meta["personas"],
+            "groups": meta["groups"],
+            "forked_from": meta.get("forked_from"),
+        },
+        "map": meta["map"],
+        "initial": meta["initial"],
+        "movement": movement,
+        "conversations": conversations,
+        "groups": groups,
+    }
+
+
+def expand_movement(doc: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+    """Full per-step persona states (``[{name: {field: value}}]``) from ``movement.json``'s deltas."""
+    state = {n: {**dict.fromkeys(FIELDS), "tile": list(xy)} for n, xy in doc["initial"].items()}
+    out = []
+    for entry in doc["movement"]:
+        for name, changed in entry["personas"].items():
+            state[name] = {**state[name], **changed}
+        out.append({n: dict(s) for n, s in state.items()})
+    return out
+
+
+def _minds(meta: dict[str, Any]) -> str:
+    if meta["mind"] != "generative":
+        return f"{meta['mind']} policy (numeric, no language model; utterances are templates)"
+    if meta["llm"] == "scripted":
+        return "generative personas on the scripted backend (rule-based answers, not a language model)"
+    return f"generative personas on the {meta['llm']} backend"
+
+
+def _after(iso: str, minutes: int) -> str:
+    return (dt.datetime.fromisoformat(iso) + dt.timedelta(minutes=minutes)).isoformat(timespec="minutes")
+
+
+def _hm(iso: str) -> str:
+    return iso[11:16]
+
+
+def simulation_markdown(doc: dict[str, Any]) -> str:
+    """``simulation.md``: a readable timeline per persona, then the conversations."""
+    meta = doc["meta"]
+    full = expand_movement(doc)
+    times = [e["time"] for e in doc["movement"]]
+    lines = [
+        f"# Simulation `{meta['name']}`",
+        "",
+        f"- start: {meta['start']}, {meta['stride']} minutes per step, {meta['steps']} steps",
+        f"- minds: {_minds(meta)}",
+        f"- personas: {len(meta['personas'])}; groups: {', '.join(g['name'] for g in meta['groups'])}",
+    ]
+    if meta.get("forked_from"):
+        lines.append(f"- forked from `{meta['forked_from'][0]}` at step {meta['forked_from'][1]}")
+    by_persona: dict[str, list[dict[str, Any]]] = {p["name"]: [] for p in meta["personas"]}
+    for c in doc["conversations"]:
+        for who in c["participants"]:
+            by_persona.setdefault(who, []).append(c)
+    for persona in meta["personas"]:
+        name = persona["name"]
+        lines += ["", f"## {name}", "", f"*{persona['group']}* — {persona['task']}", ""]
+        run_start, current = 0, None
+        for k in range(len(full) + 1):
+            key = None
+            if k < len(full):
+                s = full[k][name]
+                key = (s.get("description"), s.get("place"), s.get("emoji"))
+            if key != current:
+                if current is not None:
+                    end = times[k] if k < len(times) else _after(times[-1], meta["stride"])
+                    span = f"{_hm(times[run_start])}–{_hm(end)}"
+                    day = times[run_start][:10]
+                    lines.append(f"- {day} {span} {current[2]} {current[0]} @ {current[1]}")
+                run_start, current = k, key
+        talks = by_persona.get(name, [])
+        if talks:
+            lines += ["", f"Conversations ({len(talks)}):", ""]
+            for c in talks:
+                other = ", ".join(p for p in c["participants"] if p != name)
+                lines.append(f"- {c['time'][:10]} {_hm(c['time'])} with {other} @ {c['place']}")
+    lines += ["", "## Conversations", ""]
+    if not doc["conversations"]:
+        lines.append("(none)")
+    for c in doc["conversations"]:
+        lines += [f"### {c['time'][:10]} {_hm(c['time'])} — {' & '.join(c['participants'])} @ {c['place']}", ""]
+        for speaker, text in c["turns"]:
+            quoted = str(text).replace("\n", " ")
+            lines.append(f"> **{speaker}:** {quoted}  ")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def compress(results: str | Path, name: str) -> Path:
+    """Write ``<results>/compressed/NAME/{movement.json,simulation.md}``; returns the folder."""
+    store = RunStore(results, name)
+    doc = compress_run(store)
+    out = Path(results) / "compressed" / validate_name(name)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "movement.json", json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
+    atomic_write_bytes(out / "simulation.md", simulation_markdown(doc).encode())
+    return out

@@ -1,0 +1,426 @@
+"""Simulate the town as a named run: ``python -m scripts.simulate --name NAME --step 144``.
+
+The workflow of the original Generative Agents, made reliable::
+
+    ga-simulate --name monday --start "2023-02-13 07:00" --step 144 --stride 10
+    ga-simulate --name monday --resume --step 144          # continue exactly where it stopped
+    ga-simulate --name tuesday --fork monday --step 72     # a new run from monday's latest checkpoint
+    ga-simulate --name monday --resume --interactive       # the console (type help)
+    ga-simulate --name watch --mind trained agent.checkpoint=outputs/artists/<run>/checkpoint.npz
+
+Positional arguments are Hydra overrides of the training config (``conf/``): ``env.groups=[...]``,
+``env.max_agents=8``, ``llm=scripted``, ``agent.hidden=...``. ``--mind`` picks who decides:
+``scripted`` (the hand-written routine), ``random``, ``trained`` (a GRPO checkpoint, given by
+``agent.checkpoint=PATH``) or ``generative`` (the LLM personas of
+``agents.generative``, when installed).
+
+Run folders: ``<results>/runs/NAME/`` (see ``ga_sim/runstore.py``). A checkpoint is written every
+``--checkpoint-every`` steps, at ``save``/``fin`` and at the end; a run killed at any moment resumes
+from its last checkpoint and, with a deterministic mind (scripted backend), continues exactly as an
+uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+import ga_env
+from agents import Policy
+from conf.compose import compose
+from conf.schema import Config
+from ga_env.checkpoint import CheckpointError
+from ga_sim.runstore import RunError, RunStore, validate_name
+from ga_sim.society import PolicySociety, Society
+
+MINDS = ("scripted", "random", "trained", "generative")
+
+
+# -- configuration ---------------------------------------------------------------------------------------
+def compose_config(overrides: Sequence[str]) -> Config:
+    """The typed config from Hydra overrides (:func:`conf.compose.compose`, as every command does)."""
+    return compose(overrides)
+
+
+def make_env(cfg: Config, start: str, stride: int | None, *, rich: bool = False) -> ga_env.TownEnv:
+    """The town for a simulation: the config's town, groups and dynamics; the run's clock.
+
+    ``max_cycles`` stays the config's episode length (a policy's "episode progress" feature
+    saturates after it); the simulation itself runs for as many steps as asked.
+    """
+    return cfg.env.make(
+        start=start,
+        stride=stride if stride is not None else cfg.env.stride,
+        obs_mode="box",
+        action_mode="rich" if rich else "discrete",
+        text_obs=rich,
+    )
+
+
+def load_trained_policy(path: str | Path, env: ga_env.TownEnv, rng: np.random.Generator) -> Policy:
+    """A ``SoftmaxPolicy`` with the parameters of a GRPO checkpoint (:func:`agents.factory.load_policy`).
+
+    Raises:
+        RunError: if the file is missing or damaged, or was trained on another town layout.
+    """
+    from agents.factory import load_policy
+
+    try:
+        return load_policy(path, env, rng)
+    except CheckpointError as e:
+        raise RunError.of(e) from None
+
+
+def generative_available() -> bool:
+    """Whether the generative personas (``agents.generative``) are installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("agents.generative") is not None
+
+
+def build_society(cfg: Config, meta: dict[str, Any], run_dir: Path) -> Society:
+    """The society (env + minds) described by a run's meta, reset to its first step."""
+    mind, seed = meta["mind"], int(meta["seed"])
+    rng = np.random.default_rng(seed)
+    if mind == "generative":
+        from ga_sim.generative import make_generative_society
+
+        return make_generative_society(cfg, meta, run_dir)
+    env = make_env(cfg, meta["start"], meta["stride"])
+    if mind == "scripted":
+        from agents import ScriptedPolicy
+
+        policy: Policy = ScriptedPolicy(env.groups)
+    elif mind == "random":
+        from agents import RandomPolicy
+
+        policy = RandomPolicy()
+    elif mind == "trained":
+        policy = load_trained_policy(meta["policy_checkpoint"], env, np.random.default_rng(0))
+    else:
+        raise RunError("argument", "--mind", f"{mind!r} is unknown", f"use one of {', '.join(MINDS)}")
+    society = PolicySociety(env, policy, rng, mind)
+    society.reset(seed)
+    return society
+
+
+def map_meta(env: ga_env.TownEnv) -> dict[str, Any]:
+    """The map as plain data for the replay page (walls, place of every tile, place names)."""
+    m = env.town_map
+    return {
+        "name": m.name,
+        "width": m.width,
+        "height": m.height,
+        "places": list(m.places),
+        "place_of": m.place_of.astype(int).tolist(),
+        "walkable": ["".join("1" if w else "0" for w in row) for row in m.walkable],
+    }
+
+
+# -- the simulation -----------------------------------------------------------------------------------------
+class Simulation:
+    """A named run: its store, config and society, with stepping and checkpoints.
+
+    Use :meth:`create`, :meth:`resume` or :meth:`fork` to get one.
+    """
+
+    def __init__(self, store: RunStore, cfg: Config, meta: dict[str, Any], society: Society, checkpoint_every: int):
+        self.store, self.cfg, self.meta, self.society = store, cfg, meta, society
+        self.checkpoint_every = checkpoint_every
+        self.last_checkpoint = society.t
+        self._writer: tuple[int, int] | None = None  # (pid, step) of a background checkpoint writer
+        self.background_checkpoints = False  # periodic checkpoints from a forked child (see run())
+
+    @property
+    def env(self) -> ga_env.TownEnv:
+        """The town."""
+        return self.society.env
+
+    @property
+    def step_count(self) -> int:
+        """Steps simulated so far."""
+        return int(self.society.t)
+
+    # -- constructors --
+    @classmethod
+    def create(
+        cls,
+        results: Path,
+        name: str,
+        overrides: Sequence[str],
+        *,
+        start: str,
+        stride: int | None,
+        mind: str | None = None,
+        seed: int = 0,
+        policy_checkpoint: str | None = None,
+        checkpoint_every: int = 10,
+    ) -> Simulation:
+        """Start a new named run (its step 0 is checkpointed at once).
+
+        ``mind=None`` picks ``trained`` when a GRPO checkpoint is given (``policy_checkpoint`` or
+        ``agent.checkpoint=PATH`` in the overrides), else ``generative`` when installed, else
+        ``scripted``.
+        """
+        store = RunStore(results, name)
+        if store.exists():
+            raise RunError(
+                store.meta_path,
+                "--name",
+                f"run {name!r} already exists",
+                "pick another --name, or continue it with --resume",
+            )
+        try:
+            dt.datetime.fromisoformat(start)
+        except ValueError:
+            raise RunError(
+                "argument", "--start", f"{start!r} is not a date and time", "write 'YYYY-MM-DD HH:MM'"
+            ) from None
+        cfg = compose_config(overrides)
+        policy_checkpoint = policy_checkpoint or cfg.agent.checkpoint
+        if mind is None:
+            mind = "trained" if policy_checkpoint else ("generative" if generative_available() else "scripted")
+        if mind not in MINDS:
+            raise RunError("argument", "--mind", f"{mind!r} is unknown", f"use one of {', '.join(MINDS)}")
+        if mind == "trained" and not policy_checkpoint:
+            raise RunError(
+                "argument", "--mind trained", "needs a GRPO checkpoint", "add agent.checkpoint=PATH/checkpoint.npz"
+            )
+        meta: dict[str, Any] = {
+            "name": name,
+            "created": dt.datetime.now().isoformat(timespec="seconds"),
+            "overrides": list(overrides),
+            "config": _config_dict(cfg),
+            "start": start,
+            "stride": stride if stride is not None else cfg.env.stride,
+            "mind": mind,
+            "seed": seed,
+            "policy_checkpoint": str(Path(policy_checkpoint).resolve()) if policy_checkpoint else None,
+        }
+        society = build_society(cfg, meta, store.dir)
+        env: ga_env.TownEnv = society.env
+        meta["personas"] = [
+            {"name": p.name, "group": p.group, "age": p.age, "task": p.task, "living_area": p.living_area}
+            for p in env.personas
+        ]
+        meta["groups"] = [{"name": g.name, "cause": g.cause, "objective": dict(g.objective)} for g in env.groups]
+        meta["map"] = map_meta(env)
+        meta["initial"] = {p.name: list(env.position(i)) for i, p in enumerate(env.personas)}
+        store.create(meta)
+        sim = cls(store, cfg, store.meta(), society, checkpoint_every)
+        sim.save()
+        return sim
+
+    @classmethod
+    def resume(cls, results: Path, name: str, *, checkpoint_every: int = 10, warn: Any = print) -> Simulation:
+        """Continue a run from its newest good checkpoint (later step records are dropped)."""
+        store = RunStore(results, name)
+        meta = store.meta()
+        cfg = compose_config(meta["overrides"])
+        society = build_society(cfg, meta, store.dir)
+        step, state, _ = store.load_latest(warn=warn)
+        society.load_state_dict(state["society"])
+        store.truncate_steps(step)
+        return cls(store, cfg, meta, society, checkpoint_every)
+
+    @classmethod
+    def fork(cls, results: Path, name: str, other: str, *, checkpoint_every: int = 10, warn: Any = print) -> Simulation:
+        """A new run ``name`` that starts from run ``other``'s newest good checkpoint."""
+        src = RunStore(results, validate_name(other, "--fork"))
+        dst = RunStore(results, name)
+        if dst.exists():
+            raise RunError(dst.meta_path, "--name", f"run {name!r} already exists", "pick another --name")
+        meta = src.meta()
+        step, _, path = src.load_latest(warn=warn)
+        meta = {k: v for k, v in meta.items() if k != "format"}
+        meta.update(name=name, created=dt.datetime.now().isoformat(timespec="seconds"), forked_from=[other, step])
+        dst.create(meta)
+        dst.copy_checkpoint(path)
+        dst.append_steps(src.steps()[:step])
+        return cls.resume(results, name, checkpoint_every=checkpoint_every, warn=warn)
+
+    # -- running --
+    def run(self, n: int, *, progress: bool = True, on_step: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Simulate ``n`` more steps, checkpointing every ``checkpoint_every`` steps.
+
+        ``on_step(record)`` is called after each step (and its checkpoint, if due), e.g. for live
+        views or benchmarks.
+
+        Checkpoints are incremental (the large arrays' completed blocks are shared files, see
+        ``ga_sim/runstore.py``), so they are written in this process by default. With
+        ``background_checkpoints = True`` they are written by a forked child process instead
+        (copy-on-write snapshot, as Redis' BGSAVE does); the run then waits for the last one
+        before it returns. On a week-long run the child's copy-on-write faults cost the
+        simulation more than the incremental write does (``scripts/bench_longrun.py``).
+        """
+        buffer: list[dict[str, Any]] = []
+        bar = tqdm(total=n, desc=f"simulate {self.store.name}", unit="step", disable=not progress, file=sys.stderr)
+        try:
+            for _ in range(n):
+                record = self.society.step()
+                buffer.append(record)
+                bar.update(1)
+                bar.set_postfix_str(record["time"])
+                if self.checkpoint_every and self.step_count % self.checkpoint_every == 0:
+                    self.store.append_steps(buffer)
+                    buffer = []
+                    self.save(background=self.background_checkpoints)
+                if on_step is not None:
+                    on_step(record)
+        finally:
+            self.store.append_steps(buffer)
+            self.wait_for_checkpoint()
+            bar.close()
+            self.write_usage()
+
+    def write_usage(self) -> dict[str, Any] | None:
+        """The LLM usage report of a generative run (None for other minds).
+
+        Written to ``<run>/usage.json`` (atomically) and as TensorBoard scalars in ``<run>/tb``
+        (``llm/calls``, ``llm/retries``, ``llm/fallbacks``, ``llm/faults/<kind>``...) at the
+        current step. The counts are those of the whole run, resumes included (the meter is
+        checkpointed).
+        """
+        llm = self.society.llm
+        if llm is None:
+            return None
+        usage = llm.usage
+        from ga_env.checkpoint import atomic_write_bytes
+        from trainers.tblog import summary_writer
+
+        report: dict[str, Any] = {"step": self.step_count, "backend": llm.name, **usage.report()}
+        atomic_write_bytes(self.store.dir / "usage.json", json.dumps(report, indent=2).encode())
+        writer = summary_writer(self.store.dir / "tb")
+        try:
+            for tag, value in usage.scalars().items():
+                writer.add_scalar(tag, value, self.step_count)
+        finally:
+            writer.close()
+        return report
+
+    def save(self, *, background: bool = False) -> Path:
+        """Checkpoint now (atomic); returns the checkpoint's path.
+
+        Args:
+            background: write it from a forked child process (POSIX) and return at once.
+        """
+        self.wait_for_checkpoint()
+        step = self.step_count
+        path = self.store.ckpt_dir / f"ckpt-{step:08d}.npz"
+        if background and hasattr(os, "fork"):
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the child: write the snapshot it inherited, then leave without cleanup
+                code = 1
+                try:
+                    _die_with_parent()
+                    self._write_checkpoint(step)
+                    code = 0
+                except BaseException as e:
+                    print(f"warning: background checkpoint of step {step} failed: {e}", file=sys.stderr)
+                finally:
+                    os._exit(code)
+            self._writer = (pid, step)
+        else:
+            self._write_checkpoint(step)
+        self.last_checkpoint = step
+        return path
+
+    def _write_checkpoint(self, step: int) -> Path:
+        state = {"society": self.society.state_dict(), "saved": dt.datetime.now().isoformat(timespec="seconds")}
+        return self.store.save_checkpoint(step, state)
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait for a background checkpoint; if it failed, write it again in this process."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._writer = None
+        pid, step = writer
+        _, status = os.waitpid(pid, 0)
+        if status != 0 and step == self.step_count:
+            self._write_checkpoint(step)  # the state is still that of the step: redo it here
+        elif status != 0:
+            print(f"warning: the checkpoint of step {step} was not written; the next one will be", file=sys.stderr)
+
+
+def _die_with_parent() -> None:
+    """Linux: the checkpoint writer dies with the simulation (a killed run leaves no writer behind)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(1)
+
+
+def _config_dict(cfg: Config) -> dict[str, Any]:
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+# -- the command ----------------------------------------------------------------------------------------------
+def command(args: argparse.Namespace, overrides: Sequence[str]) -> int:
+    """What ``ga-simulate`` does with its parsed options (see ``scripts/simulate.py``); returns the exit code."""
+    results = Path(args.results)
+    try:
+        validate_name(args.name)
+        if args.step < 0:
+            raise RunError("argument", "--step", f"{args.step} is negative", "give a number of steps >= 0")
+        if args.checkpoint_every < 0:
+            raise RunError("argument", "--checkpoint-every", "is negative", "give 0 (only at the end) or N > 0")
+        if args.resume or args.fork:
+            if args.resume and args.fork:
+                raise RunError("argument", "--resume/--fork", "both given", "use one: --resume NAME or --fork OTHER")
+            if overrides or args.mind:
+                raise RunError(
+                    "argument",
+                    "overrides",
+                    "a resumed or forked run keeps its own configuration",
+                    "drop the KEY=VALUE overrides and --mind (or start a new run)",
+                )
+            if args.resume:
+                sim = Simulation.resume(results, args.name, checkpoint_every=args.checkpoint_every)
+            else:
+                sim = Simulation.fork(results, args.name, args.fork, checkpoint_every=args.checkpoint_every)
+        else:
+            sim = Simulation.create(
+                results,
+                args.name,
+                overrides,
+                start=args.start,
+                stride=args.stride,
+                mind=args.mind,
+                seed=args.seed,
+                checkpoint_every=args.checkpoint_every,
+            )
+        steps = args.step
+        if args.until is not None:
+            steps = max(0, args.until - sim.step_count)
+        if steps:
+            sim.run(steps, progress=not args.no_progress)
+            sim.save()
+        if args.interactive:
+            from ga_sim.console import Console
+
+            return Console(sim, progress=not args.no_progress).loop(sys.stdin, sys.stdout)
+        llm = sim.society.llm
+        if llm is not None and steps:
+            print(f"LLM usage ({llm.name}): {llm.usage.summary()}; report in {sim.store.dir / 'usage.json'}")
+        print(f"run {sim.store.name}: {sim.step_count} steps, time {sim.env.now:%Y-%m-%d %H:%M}, in {sim.store.dir}")
+        return 0
+    except (RunError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
