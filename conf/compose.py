@@ -1,14 +1,19 @@
-"""The one way every command composes its configuration: :func:`compose`.
+"""The one way every command composes its configuration: :func:`compose` and :func:`hydra_app`.
 
-``python -m trainers.grpo`` composes through ``@hydra.main`` (same ``config.yaml``, same schema);
-every other command (``ga-simulate``, ``ga-eval --judge``, ``scripts/compare.py``,
+Every command (``ga-simulate``, ``ga-eval --judge``, ``scripts/compare.py``,
 ``scripts/train_sb3_ppo.py``, ``scripts/results.py``...) calls :func:`compose` with its KEY=VALUE
-overrides, so a key means the same thing everywhere.
+overrides; ``python -m trainers.grpo`` is a Hydra application (output folders, ``hydra.run.dir``,
+multirun sweeps) made with :func:`hydra_app`. Both register the same schema, read the same
+``conf/config.yaml`` and validate with :func:`conf.schema.to_config`, so a key means the same
+thing everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import wraps
+
+from omegaconf import DictConfig, OmegaConf
 
 from conf.schema import Config, ConfigError, register_configs, to_config
 
@@ -43,3 +48,22 @@ def compose(overrides: Sequence[str] = ()) -> Config:
         ) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def hydra_app(func: Callable[[Config, str], None]) -> Callable[[], None]:
+    """A Hydra application over ``conf/config.yaml``: ``func(config, config_yaml)`` gets the typed,
+    validated config and its resolved YAML (what the run folder's ``config.yaml`` records).
+
+    Used as ``@hydra_app`` on a command's ``main``; the command line is Hydra's (``KEY=VALUE``,
+    ``+experiment=NAME``, ``hydra.run.dir=...``, ``-m`` for sweeps).
+    """
+    import hydra
+
+    register_configs()
+
+    @hydra.main(version_base=None, config_path="pkg://conf", config_name="config")
+    @wraps(func)
+    def main(cfg: DictConfig) -> None:
+        func(to_config(cfg), OmegaConf.to_yaml(cfg, resolve=True))
+
+    return main  # type: ignore[no-any-return]

@@ -37,17 +37,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from agents import Policy, RandomPolicy, ScriptedPolicy
 from agents.factory import load_params, make_policy, shared_llm_usage
 from agents.heuristic import ChatPolicy, HeuristicPolicy, load_tuned_params, load_upper_params
 from agents.llm.usage import combine_reports, report_scalars, report_summary
-from conf.schema import Config, register_configs, to_config
+from conf.compose import hydra_app
+from conf.schema import Config
 from ga_env import ACTION_NAMES, TownEnv
 from ga_env.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from ga_env.world import IDLE, N_ACTIONS
@@ -332,15 +331,10 @@ def evaluate_checkpoint(cfg: Config, run_dir: Path) -> dict[str, Any]:
     return report
 
 
-register_configs()
-
-
-@hydra.main(version_base=None, config_path="pkg://conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Hydra entry point: validate the config, then train into the run's output folder."""
-    config = to_config(cfg)
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
-    train(config, out_dir, OmegaConf.to_yaml(cfg, resolve=True))
+@hydra_app
+def main(config: Config, config_yaml: str) -> None:
+    """``python -m trainers.grpo +experiment=artists``: train into the run's output folder (Hydra's)."""
+    train(config, Path(HydraConfig.get().runtime.output_dir), config_yaml)
 
 
 if __name__ == "__main__":
