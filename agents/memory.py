@@ -144,7 +144,7 @@ class MemoryStream:
         self.keyword_index: dict[str, list[int]] = {}
         self.poignancy_since_reflection = 0.0
         self._node_json: list[bytes] = []  # serialised nodes (without last_accessed), for checkpoints
-        self._task_cache: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self._task_cache: tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]] | None = None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -306,16 +306,21 @@ class MemoryStream:
             total = total + w.task * _minmax(self._task_similarity(task_vector)[pick])
         return total, cand
 
-    def _task_similarity(self, task_vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """``(m,)`` similarity of every memory to the task, computed once per memory (the task is fixed)."""
+    def _task_similarity(self, task_vector: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """``(m,)`` similarity of every memory to the task, computed once per memory (the task is fixed).
+
+        The cache grows by the memories added since the last call, and is rebuilt in one pass after
+        a restore or a compaction: :func:`row_dots` gives every row the same bits either way, so a
+        resumed run ranks (and breaks ties) exactly as an uninterrupted one.
+        """
         vec = np.asarray(task_vector, dtype=np.float32)
         m = len(self.nodes)
         cache = self._task_cache
         if cache is None or not np.array_equal(cache[0], vec):
-            cache = (vec.copy(), np.zeros(0, dtype=np.float32))
+            cache = (vec.copy(), np.zeros(0, dtype=np.float64))
         done = len(cache[1])
         if done < m:
-            cache = (cache[0], np.concatenate([cache[1], self._emb[done:m] @ cache[0]]))
+            cache = (cache[0], np.concatenate([cache[1], row_dots(self._emb[done:m], cache[0])]))
         self._task_cache = cache
         return cache[1][:m]
 
@@ -329,7 +334,8 @@ class MemoryStream:
         top_k: int | None = None,
         touch: bool = True,
     ) -> dict[str, list[MemoryNode]]:
-        """The top memories for each focal point, best first (Park et al.'s ``new_retrieve``).
+        """The top memories for each focal point, best first (Park et al.'s ``new_retrieve``); equal
+        scores go to the newer memory (the higher id), by a stable sort (:func:`top_k_newest_first`).
 
         Args:
             focal_points: queries (e.g. an event description, a question).
@@ -424,6 +430,23 @@ def _frozen(view: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return view
 
 
+def row_dots(rows: npt.NDArray[np.float32], vec: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """``(n,)`` dot product of each row with ``vec``, bit-identical whatever the number of rows.
+
+    A BLAS matrix-vector product (``rows @ vec``) sums each row in an order that depends on the
+    matrix's shape (a single row goes another way than a block), so a cache filled a few rows at a
+    time and one rebuilt in one pass differ in the last bits. Here each float32 product is exact in
+    float64 and each row is summed alone (NumPy's pairwise sum along the contiguous last axis): the
+    result depends on the row's values only.
+    """
+    vec = np.asarray(vec, dtype=np.float32)
+    out = np.empty(len(rows), dtype=np.float64)
+    for start in range(0, len(rows), 4096):  # blocks bound the float64 temporary (rows are independent)
+        block = rows[start : start + 4096]
+        out[start : start + len(block)] = np.multiply(block, vec, dtype=np.float64).sum(axis=-1)
+    return out
+
+
 def top_k_newest_first(total: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.int64]:
     """``(F, k)`` column indices of each row's ``k`` highest scores, best first; ties go to the
     higher index (the newer memory), exactly as a stable sort of the reversed row would.
@@ -486,7 +509,14 @@ class SpatialMemory:
         return "\n".join(lines)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"tree": {s: {a: list(o) for a, o in arenas.items()} for s, arenas in self.tree.items()}}
+        """The tree, and the order in which its places were learnt (``order``: checkpoints store dict
+        keys sorted, and :meth:`describe` lists the places in the order learnt)."""
+        return {
+            "tree": {s: {a: list(o) for a, o in arenas.items()} for s, arenas in self.tree.items()},
+            "order": [[s, list(arenas)] for s, arenas in self.tree.items()],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tree = {s: {a: list(o) for a, o in arenas.items()} for s, arenas in state["tree"].items()}
+        tree = state["tree"]
+        order = state.get("order") or [[s, list(arenas)] for s, arenas in tree.items()]  # older checkpoints
+        self.tree = {s: {a: list(tree[s][a]) for a in arenas} for s, arenas in order}

@@ -3,7 +3,8 @@
 The YAML groups in ``conf/`` only pick values; a key that is not a field here, or a value of
 the wrong type, is rejected by Hydra/OmegaConf at composition, naming the key. Values are then
 checked by ``__post_init__`` when :func:`to_config` builds the typed objects, with a message
-that says how to fix them. Library code receives these objects, never a ``DictConfig``.
+that says how to fix them: every number must be finite (no NaN, no ±inf) and in its field's range
+(:func:`_numbers`). Library code receives these objects, never a ``DictConfig``.
 
 (The dataclasses are not frozen: Hydra merges YAML and command-line overrides into them.)
 """
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -41,6 +45,8 @@ ROLLOUT_BACKENDS: tuple[str, ...] = ("inprocess", "ray")
 """``trainer.rollout.backend``: where rollouts run."""
 OBS_MODES: tuple[str, ...] = ("box", "dict")
 """``env.obs_mode``: a bare Box, or ``{"observation", "action_mask"}``."""
+ON_UNAVAILABLE: tuple[str, ...] = ("stop", "fallback")
+"""``llm.on_unavailable``: what a run does when its LLM endpoint cannot be reached."""
 ACTION_MODES: tuple[str, ...] = ("discrete", "rich")
 """``env.action_mode``: ``Discrete(4)``, or the LLM personas' rich actions."""
 
@@ -52,13 +58,201 @@ class ConfigError(ValueError):
         super().__init__(f"config: {field_name}: {problem}. Fix: {fix}")
 
 
-def _positive(section: str, obj: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value <= 0:
-            raise ConfigError(
-                f"{section}.{name}", f"{value!r} must be > 0", f"set {section}.{name} to a positive value"
-            )
+@dataclass(frozen=True)
+class _Range:
+    """The interval of a numeric field's accepted values (an end is open when ``*_open``)."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    fix: str | None = None
+    """The fix to give instead of the interval's (e.g. ``use null (all) or N >= 1``)."""
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+    def wanted(self) -> str:
+        """``> 0``, ``>= 1`` or ``in [0, 1]``."""
+        return f"{'>' if self.lo_open else '>='} {self.lo:g}" if self.hi == math.inf else f"in {self}"
+
+
+POSITIVE = _Range(0, lo_open=True)
+"""Durations, sizes, rates of learning: > 0."""
+NON_NEGATIVE = _Range(0)
+"""Counts that may be 0, costs, weights: >= 0."""
+AT_LEAST_ONE = _Range(1)
+"""Counts of workers, threads, steps: >= 1."""
+FRACTION = _Range(0, 1)
+"""Fractions, probabilities, decays and multipliers of the town's dynamics: in [0, 1]."""
+
+
+def _example(f: dataclasses.Field[Any], default: Any = None, label: str = "default") -> str:
+    value = f.default if f.default is not dataclasses.MISSING and f.default is not None else default
+    if isinstance(value, tuple):
+        value = list(value)
+    numeric = isinstance(value, (int, float, list)) and not isinstance(value, bool)
+    return f" ({label} {value!r})" if numeric else ""
+
+
+def _numbers(
+    section: str, obj: Any, ranges: Mapping[str, _Range], defaults: Any = None, label: str = "default"
+) -> None:
+    """Check the numbers of a config section: every float finite, each field of ``ranges`` in its range.
+
+    NaN and ±inf are rejected for every field (a NaN passes any comparison, so it would run to the
+    end as NaN losses); a field set to ``None`` (unset, where the schema allows it) is not checked;
+    a list field (``energy_cost``) is checked element by element.
+
+    Args:
+        section: the section's dotted name (``trainer``, ``env.dynamics``...), for the message.
+        obj: the dataclass instance.
+        ranges: accepted interval of each numeric field.
+        defaults: an object whose same-named attributes are the defaults quoted in the fix
+            (``ga_env.Dynamics()`` for the dynamics, whose schema defaults are ``None``).
+        label: how the fix names them.
+
+    Raises:
+        ConfigError: naming the field, the value and the fix.
+    """
+    for f in dataclasses.fields(obj):
+        name, value = f"{section}.{f.name}", getattr(obj, f.name)
+        hint = _example(f, getattr(defaults, f.name, None), label)
+        rng = ranges.get(f.name)
+        many = isinstance(value, (list, tuple))
+        for v in value if many else (value,):
+            what, target = (f"{v!r} (in {list(value)})", f"each of {name}") if many else (f"{v!r}", name)
+            if isinstance(v, float) and not math.isfinite(v):
+                unset = ", or null" if "None" in str(f.type) else ""
+                want = f" {rng.wanted()}" if rng else ""
+                raise ConfigError(
+                    name, f"{what} is not a finite number", f"set {target} to a finite number{want}{unset}{hint}"
+                )
+            if rng is None or v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(name, f"{what} is not a number", f"set {target} to a number {rng.wanted()}{hint}")
+            if v not in rng:
+                if rng.hi == math.inf:
+                    problem = f"{what} must be {rng.wanted()}"
+                    fix = f"set {target} to a positive value" if rng == POSITIVE else f"set {target} {rng.wanted()}"
+                else:
+                    problem, fix = f"{what} is not {rng.wanted()}", f"set {target} to a number {rng.wanted()}"
+                raise ConfigError(name, problem, (rng.fix or fix) + hint)
+
+
+def _url(name: str, url: str) -> None:
+    """An HTTP(S) endpoint: scheme http or https, a host, a port in 1..65535 if given, no spaces."""
+    fix = f"set {name} to http(s)://HOST[:PORT]/v1, e.g. http://127.0.0.1:11434/v1 (or null: the preset's endpoint)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise ConfigError(name, f"{url!r} is not a URL ({e})", fix) from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(name, f"{url!r} has scheme {parts.scheme or 'none'!r}, not http or https", fix)
+    if not parts.hostname:
+        raise ConfigError(name, f"{url!r} has no host", fix)
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(name, f"{url!r} has port {port}, not in 1..65535", fix)
+    if any(c.isspace() for c in url):
+        raise ConfigError(name, f"{url!r} contains white space", fix)
+
+
+NUMBER_RANGES: dict[str, dict[str, _Range]] = {}
+"""Accepted values of every numeric field, by section (``env``, ``env.dynamics``, ``agent``, ``llm``,
+``trainer``, ``trainer.rollout``); each section's ``__post_init__`` checks its own with :func:`_numbers`."""
+
+NUMBER_RANGES["env"] = {
+    "max_agents": _Range(1, fix="use null (all) or N >= 1"),
+    "max_cycles": POSITIVE,
+    "version": _Range(0, ga_env.LATEST_VERSION, fix="use 1 (current) or 0"),
+    "stride": _Range(1, 1440, fix="give minutes per step in [1, 1440] (a day)"),
+}
+NUMBER_RANGES["env.dynamics"] = {  # meanings: ga_env.Dynamics, which checks them again when it builds the town
+    # distances in tiles (0: the same tile only)
+    "move_speed": AT_LEAST_ONE,
+    "chat_radius": NON_NEGATIVE,
+    "vision_radius": NON_NEGATIVE,
+    # fractions, probabilities and awareness levels
+    "spread_rate": FRACTION,
+    "awareness_decay": FRACTION,
+    "persuasion": FRACTION,
+    "advocate_threshold": FRACTION,
+    "supporter_threshold": FRACTION,
+    "relationship_rate": FRACTION,
+    # outputs per step and bonuses (unbounded above)
+    "advocate_strength": NON_NEGATIVE,
+    "task_rate": NON_NEGATIVE,
+    "research_rate": NON_NEGATIVE,
+    "collab_bonus": NON_NEGATIVE,
+    "chat_trace_bonus": NON_NEGATIVE,
+    # decays and multipliers in [0, 1]
+    "trace_decay": FRACTION,
+    "night_factor": FRACTION,
+    "overtime_factor": FRACTION,
+    "passive_credit": FRACTION,
+    "repeat_decay": FRACTION,
+    "readiness_floor": FRACTION,
+    "readiness_decay": FRACTION,
+    "transit_chat": FRACTION,
+    "workplace_chat": FRACTION,
+    # energy (a persona's energy is in [0, 1])
+    "energy_cost": FRACTION,
+    "energy_drain": FRACTION,
+    "rest_gain_day": FRACTION,
+    "rest_gain_night": FRACTION,
+    "fatigue_level": _Range(0, 1, lo_open=True),
+    # the rest
+    "readiness_scale": POSITIVE,
+    "workday_steps": _Range(0, fix="set env.dynamics.workday_steps >= 0 (0 = no limit)"),
+    "night_start": _Range(0, 23, fix="give an hour in [0, 23]"),
+    "night_end": _Range(0, 23, fix="give an hour in [0, 23]"),
+}
+NUMBER_RANGES["agent"] = {
+    "hidden": _Range(0, fix="use 0 (linear) or a positive width"),
+    "init_scale": POSITIVE,
+    "lam": _Range(0, fix="use λ >= 0 (0 = no LLM term)"),
+    "decide_every": AT_LEAST_ONE,
+    "smoothing": _Range(0, 1, lo_open=True, hi_open=True),
+    "memory_capacity": _Range(64, fix="use null (never forget) or >= 64"),
+}
+NUMBER_RANGES["llm"] = {
+    "timeout_s": POSITIVE,
+    "max_retries": NON_NEGATIVE,
+    "backoff_s": NON_NEGATIVE,
+    "concurrency": AT_LEAST_ONE,
+    "max_cost_usd": NON_NEGATIVE,
+    "price_in_per_mtok": NON_NEGATIVE,
+    "price_out_per_mtok": NON_NEGATIVE,
+    "n_ctx": AT_LEAST_ONE,
+    "n_threads": AT_LEAST_ONE,
+    "step_deadline_s": _Range(0, lo_open=True, fix="set llm.step_deadline_s > 0, or null (no deadline)"),
+    "breaker_failures": AT_LEAST_ONE,
+}
+NUMBER_RANGES["trainer"] = {
+    "seed": _Range(0, fix="use a seed >= 0, e.g. 0"),
+    "iterations": POSITIVE,
+    "group_size": POSITIVE,
+    "gamma": FRACTION,
+    "adv_eps": NON_NEGATIVE,
+    "epsilon": _Range(0, 1, lo_open=True, hi_open=True),
+    "beta": NON_NEGATIVE,
+    "lr": POSITIVE,
+    "epochs": POSITIVE,
+    "minibatches": POSITIVE,
+    "max_grad_norm": _Range(0, fix="set trainer.max_grad_norm >= 0 (0 = no clipping)"),
+    "top_k": NON_NEGATIVE,
+    "eval_episodes": POSITIVE,
+    "eval_every": _Range(0, fix="set trainer.eval_every >= 0 (0 = only at the end)"),
+    "checkpoint_every": _Range(0, fix="set trainer.checkpoint_every >= 0 (0 = only at the end)"),
+}
+NUMBER_RANGES["trainer.rollout"] = {"num_workers": AT_LEAST_ONE}
 
 
 @dataclass(kw_only=True)
@@ -100,6 +294,15 @@ class DynamicsConfig:
     workplace_chat: float | None = None
     night_start: int | None = None
     night_end: int | None = None
+
+    def __post_init__(self) -> None:
+        _numbers("env.dynamics", self, NUMBER_RANGES["env.dynamics"], ga_env.Dynamics(), "Town-v1's default")
+        if self.energy_cost is not None and len(self.energy_cost) != len(ga_env.ACTION_NAMES):
+            raise ConfigError(
+                "env.dynamics.energy_cost",
+                f"{list(self.energy_cost)} has {len(self.energy_cost)} cost(s)",
+                "give four, of Move, Chat, Task and Research, e.g. [0.003, 0.006, 0.006, 0.006]",
+            )
 
     def overrides(self) -> dict[str, Any]:
         """The fields that are set, as ``Dynamics.for_version(version, **overrides)`` takes them."""
@@ -147,9 +350,7 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if not self.groups:
             raise ConfigError("env.groups", "is empty", "list at least one group, e.g. [artist_collective, residents]")
-        _positive("env", self, "max_cycles", "stride")
-        if self.max_agents is not None and self.max_agents < 1:
-            raise ConfigError("env.max_agents", f"{self.max_agents} is not positive", "use null (all) or N >= 1")
+        _numbers("env", self, NUMBER_RANGES["env"])
         if self.version not in (0, 1):
             raise ConfigError("env.version", f"{self.version!r} is not a town version", "use 1 (current) or 0")
         if self.obs_mode not in OBS_MODES:
@@ -227,23 +428,13 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.kind not in AGENT_KINDS:
             raise ConfigError("agent.kind", f"{self.kind!r} is unknown", f"use one of {', '.join(AGENT_KINDS)}")
-        if self.hidden < 0:
-            raise ConfigError("agent.hidden", f"{self.hidden} is negative", "use 0 (linear) or a positive width")
+        _numbers("agent", self, NUMBER_RANGES["agent"])
         if self.kind == "linear" and self.hidden != 0:
             raise ConfigError("agent.hidden", f"{self.hidden} with kind=linear", "use agent=linear (hidden: 0)")
-        _positive("agent", self, "init_scale", "decide_every")
-        if self.lam < 0:
-            raise ConfigError("agent.lam", f"{self.lam} is negative", "use λ >= 0 (0 = no LLM term)")
-        if not 0.0 < self.smoothing < 1.0:
-            raise ConfigError("agent.smoothing", f"{self.smoothing} is not in (0, 1)", "use e.g. 0.1")
         if self.lang not in LANGS:
             raise ConfigError("agent.lang", f"{self.lang!r} is unknown", "use en or zh")
         if self.embedder not in EMBEDDERS:
             raise ConfigError("agent.embedder", f"{self.embedder!r} is unknown", "use hashing, minilm or backend")
-        if self.memory_capacity is not None and self.memory_capacity < 64:
-            raise ConfigError(
-                "agent.memory_capacity", f"{self.memory_capacity} is too small", "use null (never forget) or >= 64"
-            )
 
 
 @dataclass(kw_only=True)
@@ -297,19 +488,30 @@ class LLMConfig:
     """``local`` backend: context length in tokens."""
     n_threads: int = 2
     """``local`` backend: CPU threads."""
+    step_deadline_s: float | None = 45.0
+    """Most seconds one step's batch of LLM calls may take: calls still running then are cancelled and
+    answered by the fallback (fault kind ``deadline``), and the step goes on (null = no deadline)."""
+    on_unavailable: str = "stop"
+    """When the endpoint is unreachable (preflight, or ``breaker_failures`` connection failures in a row):
+    ``stop`` (checkpoint, then stop with an error naming the endpoint; ``--resume`` later) or ``fallback``
+    (go on with the rule-based fallback, counted and reported)."""
+    breaker_failures: int = 8
+    """Consecutive connection failures (refused, reset, DNS, 401/403/404 model) that open the circuit breaker."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError("llm.backend", f"{self.backend!r} is unknown", f"use llm={' | llm='.join(BACKENDS)}")
-        _positive("llm", self, "timeout_s", "concurrency", "n_ctx", "n_threads")
-        for name in ("max_retries", "backoff_s", "max_cost_usd", "price_in_per_mtok", "price_out_per_mtok"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"llm.{name}", f"{value} is negative", f"set llm.{name} >= 0")
+        _numbers("llm", self, NUMBER_RANGES["llm"])
+        if self.base_url is not None:
+            _url("llm.base_url", self.base_url)
         if self.preset not in PRESET_NAMES:
             raise ConfigError("llm.preset", f"{self.preset!r} is unknown", f"use one of {', '.join(PRESET_NAMES)}")
         if self.structured is not None and self.structured not in STRUCTURED_MODES:
             raise ConfigError("llm.structured", f"{self.structured!r} is unknown", "use json_schema or json_object")
+        if self.on_unavailable not in ON_UNAVAILABLE:
+            raise ConfigError(
+                "llm.on_unavailable", f"{self.on_unavailable!r} is unknown", f"use one of {', '.join(ON_UNAVAILABLE)}"
+            )
 
 
 @dataclass(kw_only=True)
@@ -330,7 +532,7 @@ class RolloutConfig:
             raise ConfigError(
                 "trainer.rollout.backend", f"{self.backend!r} is unknown", f"use one of {', '.join(ROLLOUT_BACKENDS)}"
             )
-        _positive("trainer.rollout", self, "num_workers")
+        _numbers("trainer.rollout", self, NUMBER_RANGES["trainer.rollout"])
 
 
 @dataclass(kw_only=True)
@@ -382,16 +584,15 @@ class GRPOConfig:
             raise ConfigError("trainer.group_by", f"{self.group_by!r} is unknown", f"use one of {', '.join(GROUP_BY)}")
         if self.scale not in SCALES:
             raise ConfigError("trainer.scale", f"{self.scale!r} is unknown", f"use one of {', '.join(SCALES)}")
-        _positive(
-            "trainer", self, "iterations", "group_size", "epsilon", "lr", "epochs", "minibatches", "eval_episodes"
-        )
+        _numbers("trainer", self, NUMBER_RANGES["trainer"])
         if self.group_size < 2 and self.group_by != "team":
             raise ConfigError("trainer.group_size", "1 rollout has no group baseline", "use group_size >= 2")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError("trainer.gamma", f"{self.gamma} is not in [0, 1]", "use e.g. 0.95")
-        for name in ("beta", "max_grad_norm", "eval_every", "checkpoint_every", "top_k", "adv_eps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"trainer.{name}", "is negative", f"set trainer.{name} >= 0")
+        if self.adv_eps == 0 and self.scale != "none":
+            raise ConfigError(
+                "trainer.adv_eps",
+                f"0 with scale={self.scale} divides a group of equal returns by 0 (NaN advantages)",
+                "set trainer.adv_eps > 0, e.g. 1e-4 (or trainer.scale=none)",
+            )
 
 
 @dataclass(kw_only=True)

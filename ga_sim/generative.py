@@ -13,6 +13,7 @@ personas are never sent home by an episode boundary in the middle of a simulatio
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.llm.base import LLMUnavailable
 from conf.schema import Config
 from ga_sim.society import persona_index, town_summary
+
+log = logging.getLogger("ga_sim")
 
 if TYPE_CHECKING:
     from agents.generative import GenerativeSociety
@@ -95,6 +99,7 @@ class GenerativeDriver:
                 "reward": round(float(r["reward"]), 6),
                 "target": r["target"],
                 "fallback": bool(r["fallback"]),
+                "fallbacks": list(r.get("fallbacks", [])),  # "request kind:fault kind" of this step
             }
         usage = self.llm.usage
         return {
@@ -208,6 +213,13 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
         text_obs=True,
     )
     llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
+    try:
+        llm.preflight()  # a dead server, a refused key or a missing model fails now, naming the fix
+    except LLMUnavailable as e:
+        if cfg.llm.on_unavailable == "stop":
+            llm.close()
+            raise
+        log.warning("%s; going on with the rule-based fallback (llm.on_unavailable=fallback)", e)
     embedder = make_embedder(cfg.agent.embedder, backend=llm)
     society = GenerativeSociety(
         env,

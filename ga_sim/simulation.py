@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 import ga_env
 from agents import Policy
+from agents.llm.base import LLMUnavailable
 from conf.compose import compose
 from conf.schema import Config
 from ga_env.checkpoint import CheckpointError
@@ -185,6 +186,9 @@ class Simulation:
             raise RunError(
                 "argument", "--start", f"{start!r} is not a date and time", "write 'YYYY-MM-DD HH:MM'"
             ) from None
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            problem = f"{seed!r} is negative" if isinstance(seed, int) else f"{seed!r} is not an integer"
+            raise RunError("argument", "--seed", problem, "give a seed >= 0, e.g. --seed 0")
         cfg = compose_config(overrides)
         policy_checkpoint = policy_checkpoint or cfg.agent.checkpoint
         if mind is None:
@@ -276,6 +280,12 @@ class Simulation:
                     self.save(background=self.background_checkpoints)
                 if on_step is not None:
                     on_step(record)
+                llm = self.society.llm
+                if llm is not None and llm.unavailable is not None:  # the breaker opened: keep what we have
+                    self.store.append_steps(buffer)
+                    buffer = []
+                    self.save()
+                    raise llm.unavailable
         finally:
             self.store.append_steps(buffer)
             self.wait_for_checkpoint()
@@ -419,8 +429,25 @@ def command(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         llm = sim.society.llm
         if llm is not None and steps:
             print(f"LLM usage ({llm.name}): {llm.usage.summary()}; report in {sim.store.dir / 'usage.json'}")
+            print(fallback_line(llm.usage.report()))
         print(f"run {sim.store.name}: {sim.step_count} steps, time {sim.env.now:%Y-%m-%d %H:%M}, in {sim.store.dir}")
         return 0
+    except LLMUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        if RunStore(results, args.name).exists():
+            print(
+                f"the run is saved; once the endpoint works: ga-simulate --name {args.name} --resume", file=sys.stderr
+            )
+        return 3
     except (RunError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def fallback_line(report: dict[str, Any]) -> str:
+    """One line: the share of LLM requests answered by the rule-based fallback, and why."""
+    requests, fallbacks = int(report.get("requests", 0)), int(report.get("fallbacks", 0))
+    share = fallbacks / requests if requests else 0.0
+    why = ", ".join(f"{k}={v}" for k, v in sorted(report.get("fallbacks_by_fault", {}).items())) or "none"
+    flag = "  WARNING: the personas ran largely on the rule-based fallback" if share >= 0.2 else ""
+    return f"fallback share: {share:.1%} of {requests} requests ({fallbacks}; by fault: {why}){flag}"

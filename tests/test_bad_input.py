@@ -390,3 +390,188 @@ def test_actions_that_are_not_a_dict(bad: Any) -> None:
     env.reset(seed=0)
     with pytest.raises(ActionError, match=r"actions\['\*'\]: .*Fix: "):
         env.step(bad)
+
+
+# -- numbers of every config section: NaN, ±inf and out-of-range values --------------------------
+
+
+def _config_sections() -> dict[str, type]:
+    from conf.schema import AgentConfig, DynamicsConfig, EnvConfig, GRPOConfig, LLMConfig, RolloutConfig
+
+    return {
+        "env": EnvConfig,
+        "env.dynamics": DynamicsConfig,
+        "agent": AgentConfig,
+        "llm": LLMConfig,
+        "trainer": GRPOConfig,
+        "trainer.rollout": RolloutConfig,
+    }
+
+
+def _numeric_fields() -> list[tuple[str, str, str]]:
+    """``(section, field, "int" | "float" | "list")`` of every numeric field of the schema."""
+    import dataclasses
+
+    out = []
+    for section, cls in _config_sections().items():
+        for f in dataclasses.fields(cls):
+            kind = str(f.type)
+            if kind.startswith("list[float]"):
+                out.append((section, f.name, "list"))
+            elif kind.split(" ")[0] in ("int", "float"):
+                out.append((section, f.name, kind.split(" ")[0]))
+    return out
+
+
+NUMERIC_FIELDS = _numeric_fields()
+
+
+def _override(section: str, name: str, kind: str, value: str) -> str:
+    if kind == "list":  # energy_cost: the bad value among good ones
+        return f"{section}.{name}=[0.001,{value},0.001,0.001]"
+    return f"{section}.{name}={value}"
+
+
+def _expect_config_error(overrides: list[str], field: str) -> str:
+    from conf.compose import compose
+    from conf.schema import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        compose(overrides)
+    msg = str(e.value)
+    assert MESSAGE.match(msg), msg
+    assert field in msg and "Fix: " in msg, msg
+    return msg
+
+
+def test_every_numeric_field_has_a_range() -> None:
+    from conf.schema import NUMBER_RANGES
+
+    assert NUMERIC_FIELDS and {s for s, _, _ in NUMERIC_FIELDS} == set(_config_sections())
+    for section, name, _ in NUMERIC_FIELDS:
+        assert name in NUMBER_RANGES[section], f"{section}.{name} has no range in conf.schema.NUMBER_RANGES"
+    for section, ranges in NUMBER_RANGES.items():  # and no range names a field that is not there
+        assert set(ranges) <= {n for s, n, _ in NUMERIC_FIELDS if s == section}, section
+
+
+def _build(section: str, name: str, kind: str, value: float) -> None:
+    """Build the section in Python with one field set (a list field: the value among good ones)."""
+    _config_sections()[section](**{name: [0.001, value, 0.001, 0.001] if kind == "list" else value})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("section", "name", "kind"), NUMERIC_FIELDS, ids=[f"{s}.{n}" for s, n, _ in NUMERIC_FIELDS])
+def test_non_finite_numbers_are_rejected(section: str, name: str, kind: str, value: float) -> None:
+    from conf.schema import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _build(section, name, kind, value)
+    msg = str(e.value)
+    assert MESSAGE.match(msg) and msg.startswith(f"config: {section}.{name}: "), msg
+    assert "is not a finite number. Fix: set " in msg and "finite number" in msg.split("Fix: ")[1], msg
+
+
+def _out_of_range() -> list[tuple[str, str, str, float]]:
+    """``(section, field, kind, value)``: a value just below and one just above each field's range."""
+    from conf.schema import NUMBER_RANGES
+
+    out = []
+    for section, name, kind in NUMERIC_FIELDS:
+        rng = NUMBER_RANGES[section][name]
+        step = 1 if kind == "int" else 0.5
+        if rng.lo != -np.inf:
+            out.append((section, name, kind, rng.lo if rng.lo_open else rng.lo - step))
+        if rng.hi != np.inf:
+            out.append((section, name, kind, rng.hi if rng.hi_open else rng.hi + step))
+    return [(s, n, k, int(v) if k == "int" else float(v)) for s, n, k, v in out]
+
+
+OUT_OF_RANGE = _out_of_range()
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "kind", "value"), OUT_OF_RANGE, ids=[f"{s}.{n}={v}" for s, n, _, v in OUT_OF_RANGE]
+)
+def test_out_of_range_numbers_are_rejected(section: str, name: str, kind: str, value: float) -> None:
+    from conf.schema import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        _build(section, name, kind, value)
+    msg = str(e.value)
+    assert MESSAGE.match(msg) and msg.startswith(f"config: {section}.{name}: {value!r}"), msg
+
+
+BAD_OVERRIDES = [  # one per field (composing takes ~0.3 s): NaN, inf, -inf or out of range in turn
+    (s, n, k, ("nan", "inf", "-inf", "range")[i % 4] if k != "int" else "range")
+    for i, (s, n, k) in enumerate(NUMERIC_FIELDS)
+]
+BAD_OVERRIDES = [
+    (s, n, k, next(repr(b) for s2, n2, _, b in OUT_OF_RANGE if (s2, n2) == (s, n)) if v == "range" else v)
+    for s, n, k, v in BAD_OVERRIDES
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "kind", "value"), BAD_OVERRIDES, ids=[f"{s}.{n}={v}" for s, n, _, v in BAD_OVERRIDES]
+)
+def test_bad_numbers_through_overrides(section: str, name: str, kind: str, value: str) -> None:
+    """The same through ``conf.compose.compose``, as every command composes: for every numeric field,
+    NaN, inf, -inf or a value out of its range (in turn over the fields)."""
+    msg = _expect_config_error([_override(section, name, kind, value)], f"config: {section}.{name}: ")
+    assert ("is not a finite number" in msg) == (value in ("nan", "inf", "-inf")), msg
+
+
+def test_int_fields_reject_non_finite_overrides_naming_the_key() -> None:
+    for key in ("trainer.seed", "env.dynamics.move_speed"):  # OmegaConf: not an integer
+        _expect_config_error([f"{key}=nan"], f"{key}=nan")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "fix"),
+    [
+        (["trainer.lr=nan"], "trainer.lr", "finite number > 0"),
+        (["trainer.lr=inf"], "trainer.lr", "finite number > 0"),
+        (["trainer.epsilon=nan"], "trainer.epsilon", r"finite number in \(0, 1\)"),
+        (["trainer.seed=-1"], "trainer.seed", "seed >= 0"),
+        (["trainer.gamma=1.5"], "trainer.gamma", r"in \[0, 1\]"),
+        (["trainer.adv_eps=0"], "trainer.adv_eps", r"adv_eps > 0"),
+        (["env.dynamics.spread_rate=1.5"], "env.dynamics.spread_rate", r"in \[0, 1\]"),
+        (["env.dynamics.energy_cost=[0.1,0.1]"], "env.dynamics.energy_cost", "give four"),
+        (["env.dynamics.night_end=24"], "env.dynamics.night_end", r"hour in \[0, 23\]"),
+        (["llm.max_cost_usd=inf"], "llm.max_cost_usd", "or null"),
+        (["llm.step_deadline_s=-inf"], "llm.step_deadline_s", "or null"),
+        (["llm.breaker_failures=0"], "llm.breaker_failures", ">= 1"),
+        (["llm.base_url=ftp://example.org/v1"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url=localhost:8000/v1"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url=http:///v1"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url=http://127.0.0.1:0/v1"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url=http://127.0.0.1:65536/v1"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url='http://127.0.0.1:port/v1'"], "llm.base_url", r"http\(s\)://HOST"),
+        (["llm.base_url='http://my host:8000/v1'"], "llm.base_url", r"http\(s\)://HOST"),
+    ],
+)
+def test_config_number_and_url_messages(overrides: list[str], field: str, fix: str) -> None:
+    msg = _expect_config_error(overrides, f"config: {field}: ")
+    assert re.search(rf"Fix: .*{fix}", msg), msg
+
+
+def test_good_urls_and_edges_are_accepted() -> None:
+    from conf.compose import compose
+
+    for url in ("http://127.0.0.1:11434/v1", "https://api.example.org/v1", "http://[::1]:8000/v1", "http://host"):
+        assert compose([f"llm.base_url='{url}'"]).llm.base_url == url
+    cfg = compose(["trainer.gamma=1", "trainer.seed=0", "env.dynamics.spread_rate=0", "env.dynamics.night_start=23"])
+    assert cfg.trainer.gamma == 1 and cfg.env.make().dynamics.night_start == 23
+
+
+def test_simulate_rejects_a_negative_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ga_sim.runstore import RunError
+    from ga_sim.simulation import Simulation
+    from scripts.simulate import main
+
+    assert main(["--results", str(tmp_path), "--name", "s", "--mind", "scripted", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "argument: --seed: -1 is negative. Fix: give a seed >= 0" in err, err
+    assert not (tmp_path / "runs" / "s").exists()
+    with pytest.raises(RunError, match=r"--seed: .*Fix: "):
+        Simulation.create(tmp_path, "t", [], start="2023-02-13 07:00", stride=10, mind="scripted", seed=-3)

