@@ -8,7 +8,8 @@ A reader never sees a half-written file, and a killed process leaves the previou
 
 Checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`) are ``.npz`` files of named
 arrays plus the resolved config and a SHA-256 of the arrays, checked on load; the previous one is
-kept as ``<name>.prev.npz`` and used, with a warning, when the newest is damaged.
+kept as ``<name>.prev.npz`` and used, with a warning, when the newest is damaged; when both are
+damaged, the error names both files and both problems (there is no older checkpoint to offer).
 Policy parameters in them are the ``param/<name>`` arrays (``agents.factory.load_policy``).
 """
 
@@ -109,30 +110,46 @@ def save_checkpoint(path: str | os.PathLike[str], arrays: Mapping[str, Any], con
     atomic_write_bytes(path, buf.getvalue(), keep_previous=previous_checkpoint(path))
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load and verify one checkpoint file.
+NO_GOOD_CHECKPOINT_FIX = (
+    "start a new run (without trainer.resume), or resume from (or load) another run's checkpoint.npz"
+)
+"""The fix when no checkpoint of a run can be read (there is no older one to fall back on)."""
 
-    Raises:
-        CheckpointError: the file is missing, not a readable ``.npz``, or its checksum fails.
-    """
-    path = Path(path)
+
+def _problem(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """``(arrays, "")`` of a good checkpoint, else ``(None, "<field>: <problem>")``."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
-        raise CheckpointError(f"{path}: file: does not exist. Fix: give the checkpoint.npz of a run") from None
+        return None, "file: does not exist"
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise CheckpointError(
-            f"{path}: file: is truncated or not a checkpoint ({type(e).__name__}: {e}). "
-            f"Fix: resume from {previous_checkpoint(path).name} or another run"
-        ) from None
+        return None, f"file: is truncated or not a checkpoint ({type(e).__name__}: {e})"
     stored = str(arrays.pop("sha256", ""))
     if stored and stored != digest(arrays):
-        raise CheckpointError(
-            f"{path}: sha256: the contents do not match their checksum. "
-            f"Fix: resume from {previous_checkpoint(path).name} or another run"
-        )
-    return arrays
+        return None, "sha256: the contents do not match their checksum"
+    return arrays, ""
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and verify one checkpoint file.
+
+    Raises:
+        CheckpointError: the file is missing, not a readable ``.npz``, or its checksum fails; the
+            fix offers the previous checkpoint only when it exists.
+    """
+    path = Path(path)
+    arrays, problem = _problem(path)
+    if arrays is not None:
+        return arrays
+    prev = previous_checkpoint(path)
+    if problem.startswith("file: does not exist"):
+        fix = "give the checkpoint.npz of a run"
+    elif prev.exists():
+        fix = f"resume from {prev.name} (loading the run folder does it) or from another run's checkpoint"
+    else:
+        fix = NO_GOOD_CHECKPOINT_FIX
+    raise CheckpointError(f"{path}: {problem}. Fix: {fix}")
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
@@ -142,17 +159,23 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]
     used with a warning naming the problem. Returns the arrays and the file actually read.
 
     Raises:
-        CheckpointError: neither the file nor its previous one is a good checkpoint.
+        CheckpointError: neither the file nor its previous one is a good checkpoint; the message
+            names both files and both problems.
     """
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint.npz"
-    try:
-        return read_checkpoint(path), path
-    except CheckpointError as e:
-        prev = previous_checkpoint(path)
-        if not prev.exists():
-            raise
-        arrays = read_checkpoint(prev)
-        warnings.warn(f"{e} -- using the previous checkpoint {prev}", stacklevel=2)
-        return arrays, prev
+    prev = previous_checkpoint(path)
+    arrays, problem = _problem(path)
+    if arrays is not None:
+        return arrays, path
+    if not prev.exists():
+        return read_checkpoint(path), path  # raises, with the fix for a file without a previous one
+    prev_arrays, prev_problem = _problem(prev)
+    if prev_arrays is None:
+        raise CheckpointError(
+            f"{path}: {problem}; and the previous checkpoint {prev}: {prev_problem}. "
+            f"Fix: both are damaged, so this run cannot resume from them: {NO_GOOD_CHECKPOINT_FIX}"
+        )
+    warnings.warn(f"{path}: {problem} -- using the previous checkpoint {prev}", stacklevel=2)
+    return prev_arrays, prev

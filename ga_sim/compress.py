@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ga_env.checkpoint import atomic_write_bytes
-from ga_sim.runstore import RunStore, validate_name
+from ga_sim.runstore import RunError, RunStore, validate_name
 
 FIELDS = ("tile", "place", "action", "emoji", "description", "utterance", "partner")
 """Per-persona fields kept in ``movement.json``."""
@@ -55,39 +55,73 @@ def conversations_of(record: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+META_FIELDS = ("name", "start", "stride", "mind", "personas", "groups", "map", "initial", "config")
+"""Fields of ``meta.json`` that :func:`compress_run` needs."""
+
+
 def compress_run(store: RunStore) -> dict[str, Any]:
-    """``movement.json``'s content for a run."""
+    """``movement.json``'s content for a run.
+
+    Raises:
+        RunError: ``meta.json`` or a step record is unreadable, damaged or of another version; the
+            message names the file, the field or line, and a fix.
+    """
     meta = store.meta()
-    names = [p["name"] for p in meta["personas"]]
-    previous: dict[str, dict[str, Any]] = {n: {} for n in names}
-    movement: list[dict[str, Any]] = []
-    conversations: list[dict[str, Any]] = []
-    groups: list[dict[str, Any]] = []
-    for record in store.iter_steps():
-        delta: dict[str, Any] = {}
-        for name in names:
-            p = record["personas"][name]
-            changed = {f: p.get(f) for f in FIELDS if p.get(f) != previous[name].get(f)}
-            if changed:
-                delta[name] = changed
-                previous[name] = {f: p.get(f) for f in FIELDS}
-        movement.append({"step": record["step"], "time": record["time"], "personas": delta})
-        groups.append(record.get("groups", {}))
-        for c in conversations_of(record):
-            place = record["personas"][c["participants"][0]]["place"]
-            conversations.append({"step": record["step"], "time": record["time"], "place": place, **c})
-    return {
-        "meta": {
+    try:
+        for field in META_FIELDS:
+            if field not in meta:
+                raise KeyError(field)
+        names = [p["name"] for p in meta["personas"]]
+        head = {
             "name": meta["name"],
             "start": meta["start"],
             "stride": meta["stride"],
             "mind": meta["mind"],
             "llm": meta["config"]["llm"]["backend"] if meta["mind"] == "generative" else None,
-            "steps": len(movement),
+            "steps": 0,  # set below
             "personas": meta["personas"],
             "groups": meta["groups"],
             "forked_from": meta.get("forked_from"),
-        },
+        }
+    except (KeyError, TypeError, IndexError) as e:
+        raise RunError(
+            store.meta_path,
+            str(e.args[0]) if isinstance(e, KeyError) else "file",
+            f"missing or malformed ({type(e).__name__}: {e}): written by another version, or damaged",
+            "restore meta.json from a backup, or start a new run",
+        ) from None
+    previous: dict[str, dict[str, Any]] = {n: {} for n in names}
+    fell_back: dict[str, int] = dict.fromkeys(names, 0)  # steps on which a persona had a fallback
+    by_fault: dict[str, int] = {}  # "request kind:fault kind" -> count
+    movement: list[dict[str, Any]] = []
+    conversations: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    for line, record in enumerate(store.iter_steps(), 1):  # one record per line
+        try:
+            delta: dict[str, Any] = {}
+            for name in names:
+                p = record["personas"][name]
+                changed = {f: p.get(f) for f in FIELDS if p.get(f) != previous[name].get(f)}
+                if changed:
+                    delta[name] = changed
+                    previous[name] = {f: p.get(f) for f in FIELDS}
+                if p.get("fallback"):
+                    fell_back[name] += 1
+                    for f in p.get("fallbacks") or ["unknown:unknown"]:
+                        by_fault[f] = by_fault.get(f, 0) + 1
+            entry = {"step": record["step"], "time": record["time"], "personas": delta}
+            talks = []
+            for c in conversations_of(record):
+                place = record["personas"][c["participants"][0]]["place"]
+                talks.append({"step": record["step"], "time": record["time"], "place": place, **c})
+        except (KeyError, TypeError, IndexError, AttributeError) as e:
+            raise store.line_error(line, f"not a step record of this run ({type(e).__name__}: {e})") from None
+        movement.append(entry)
+        groups.append(record.get("groups", {}))
+        conversations += talks
+    fallbacks = {"persona_steps": sum(fell_back.values()), "by_persona": fell_back, "by_request": by_fault}
+    return {
+        "meta": {**head, "steps": len(movement), "fallbacks": fallbacks},  # the keys keep their order
         "map": meta["map"],
         "initial": meta["initial"],
         "movement": movement,
@@ -137,6 +171,15 @@ def simulation_markdown(doc: dict[str, Any]) -> str:
     ]
     if meta.get("forked_from"):
         lines.append(f"- forked from `{meta['forked_from'][0]}` at step {meta['forked_from'][1]}")
+    fallbacks = meta.get("fallbacks") or {}
+    total = meta["steps"] * len(meta["personas"])
+    if fallbacks.get("persona_steps"):
+        n = fallbacks["persona_steps"]
+        why = ", ".join(f"{k} {v}" for k, v in sorted(fallbacks["by_request"].items(), key=lambda kv: -kv[1])[:6])
+        lines.append(
+            f"- **rule-based fallback**: on {n} of {total} persona-steps ({n / max(total, 1):.1%}) at least one "
+            f"of the persona's LLM requests was answered by the fallback rule, not the model ({why})"
+        )
     by_persona: dict[str, list[dict[str, Any]]] = {p["name"]: [] for p in meta["personas"]}
     for c in doc["conversations"]:
         for who in c["participants"]:
@@ -144,6 +187,9 @@ def simulation_markdown(doc: dict[str, Any]) -> str:
     for persona in meta["personas"]:
         name = persona["name"]
         lines += ["", f"## {name}", "", f"*{persona['group']}* — {persona['task']}", ""]
+        own = (fallbacks.get("by_persona") or {}).get(name, 0)
+        if own:
+            lines += [f"(on the rule-based fallback for part of its requests on {own} of {meta['steps']} steps)", ""]
         run_start, current = 0, None
         for k in range(len(full) + 1):
             key = None

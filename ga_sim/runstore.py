@@ -8,16 +8,35 @@ A named run lives in ``<results>/runs/<name>/``::
     checkpoints/     ckpt-<step>.npz: everything needed to resume exactly (env state, the
                      society's minds, RNG states, LLM usage); written atomically (temp file,
                      fsync, os.replace) and versioned; the newest ``KEEP`` are kept
-
-    blobs/           <sha256>.npy: immutable blocks of the large arrays of the checkpoints
-                     (memory streams only grow at their end, so each checkpoint writes only the
-                     blocks completed since the last one); unreferenced blocks are deleted
+    blobs/           <sha256>.npy and <sha256>.copy.npy: two copies of each immutable block of
+                     the large arrays of the checkpoints (memory streams only grow at their
+                     end, so each checkpoint writes only the blocks completed since the last
+                     one); unreferenced blocks are deleted
 
 A checkpoint is one ``.npz`` (a zip with a CRC per member) holding ``__state__``: the state tree
 as UTF-8 JSON with every NumPy array replaced by a reference to a member, the list of blocks of
 each large array, and a SHA-256 of both; each block is checked against its own SHA-256 on load.
 A truncated or corrupt newest checkpoint is detected when it is read, reported with a clear
-message, and the previous good one is used.
+message naming the checkpoint resumed from instead, and the previous good one is used.
+
+Why two copies of every block: the kept checkpoints share almost all their blocks (a block of a
+memory stream, once complete, is part of every later checkpoint), so with a single copy one
+damaged block file would make every kept checkpoint unreadable, and deleting it would not help.
+With two copies, a damaged, truncated or deleted block file is detected by its SHA-256, read from
+the other copy, and rewritten from it when the run is resumed (:meth:`RunStore.load_latest`): one
+damaged block file loses nothing. Only a block whose two copies are both damaged loses the
+checkpoints that use it: ``load_latest`` resumes from the newest checkpoint that does not use it
+(the warning names it) and deletes the damaged files, so that the next checkpoint writes the
+block afresh instead of referring to them. The price: blocks take twice the disk space and each
+checkpoint writes its new blocks twice (loading reads one copy). Alternatives weighed: two
+alternating chains of blocks (even and odd checkpoints) cost the same but lose the checkpoints of
+the damaged chain; writing each checkpoint's blocks fresh gives up incremental checkpoints (a
+week-long run would write the whole week every time). Runs written before the copies existed
+still load; their blocks get a copy as later checkpoints refer to them again.
+
+``steps.jsonl`` is read line by line: a last line cut short by a kill is skipped (and dropped
+when the run is resumed, :meth:`RunStore.truncate_steps`); any other line that is not a JSON
+record is an error naming the file, the line and a fix.
 
 Run names are validated (letters, digits, ``_ - .``; no ``..``, no slashes), so that nothing
 outside ``<results>/runs`` can be named.
@@ -27,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -157,14 +177,67 @@ def _block_digest(block: np.ndarray) -> str:
     return digest
 
 
+def blob_paths(blob_dir: Path, digest: str) -> tuple[Path, Path]:
+    """The two files of a block: ``<digest>.npy`` and its copy ``<digest>.copy.npy``."""
+    return blob_dir / f"{digest}.npy", blob_dir / f"{digest}.copy.npy"
+
+
+def _npy_bytes(block: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, block, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_block(blob_dir: Path, digest: str, block: np.ndarray) -> None:
+    """Write the copies of a block that are missing (atomically; the folder is synced once)."""
+    missing = [p for p in blob_paths(blob_dir, digest) if not p.exists()]
+    if not missing:
+        return
+    data = _npy_bytes(block)
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    for k, path in enumerate(missing):
+        atomic_write_bytes(path, data, sync_dir=k == len(missing) - 1)
+
+
+def _read_block(
+    blob_dir: Path, digest: str, *, every_copy: bool = False
+) -> tuple[np.ndarray | None, list[tuple[Path, str, bool]]]:
+    """The block ``digest`` from its first good copy, and ``(file, problem, damaged)`` of each bad
+    copy found (``damaged``: read and found wrong, as opposed to missing or unreadable). The copies
+    after the first good one are checked too with ``every_copy``."""
+    problems: list[tuple[Path, str, bool]] = []
+    good: np.ndarray | None = None
+    for path in blob_paths(blob_dir, digest):
+        if good is not None and not every_copy:
+            break
+        try:
+            block = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            problems.append((path, "missing", False))
+            continue
+        except OSError as e:  # e.g. an I/O error: the file may be good, so it is left alone
+            problems.append((path, f"unreadable ({type(e).__name__}: {e})", False))
+            continue
+        except Exception as e:  # a truncated file, a damaged npy header...
+            problems.append((path, f"damaged ({type(e).__name__}: {e})", True))
+            continue
+        if _blob_digest(block) != digest:
+            problems.append((path, "damaged (SHA-256 mismatch)", True))
+            continue
+        if good is None:
+            good = block
+    return good, problems
+
+
 def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> bytes:
     """Serialise a state tree into checkpoint bytes (an ``.npz``).
 
     With ``blob_dir``, every array of at least :data:`BLOB_MIN_BYTES` is cut along its first axis
     into blocks of about :data:`BLOCK_BYTES`: each full block is a content-addressed file
-    ``blob_dir/<sha256>.npy`` written once (atomically) and shared by every later checkpoint, and
-    only the last, partial block stays in the checkpoint. A memory stream only grows at its end,
-    so a checkpoint of a week-long run writes the new memories, not the whole week again.
+    ``blob_dir/<sha256>.npy``, plus its copy ``<sha256>.copy.npy``, written once (atomically) and
+    shared by every later checkpoint, and only the last, partial block stays in the checkpoint. A
+    memory stream only grows at its end, so a checkpoint of a week-long run writes the new
+    memories, not the whole week again.
     """
     tree, arrays = pack(state)
     chunks: dict[str, dict[str, Any]] = {}
@@ -179,12 +252,7 @@ def encode_checkpoint(state: Any, step: int, blob_dir: Path | None = None) -> by
             for start in range(0, full, rows):
                 block = arr[start : start + rows]
                 digest = _block_digest(block)
-                path = blob_dir / f"{digest}.npy"
-                if not path.exists():
-                    buf = io.BytesIO()
-                    np.save(buf, block, allow_pickle=False)
-                    blob_dir.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(path, buf.getvalue())
+                _write_block(blob_dir, digest, block)
                 digests.append(digest)
             chunks[key] = {"blocks": digests}
             arrays[key] = arr[full:]  # the tail (possibly empty) stays in the checkpoint
@@ -210,17 +278,25 @@ def checkpoint_blobs(path: Path) -> set[str]:
         return set()
 
 
-def decode_checkpoint(path: Path, blob_dir: Path | None = None) -> tuple[int, Any]:
+def decode_checkpoint(
+    path: Path, blob_dir: Path | None = None, *, repair: bool = False, notes: list[str] | None = None
+) -> tuple[int, Any]:
     """Read and verify a checkpoint; returns ``(step, state)``.
 
     Args:
         path: the checkpoint file.
         blob_dir: where its large arrays' blocks are (default: ``blobs/`` beside the checkpoints
-            folder); every block is checked against its SHA-256.
+            folder); every block is checked against its SHA-256, and a damaged or missing copy is
+            replaced by the block's other copy.
+        repair: rewrite a damaged or missing copy of a block from its good copy, and delete the
+            files of a block whose copies are all damaged (so that the next checkpoint writes the
+            block again rather than referring to them).
+        notes: receives one line per damaged block copy that was read from (and, with
+            ``repair``, rewritten from) its other copy.
 
     Raises:
         RunError: if the file is truncated, corrupt, of another format version, unreadable, or
-            refers to a missing or damaged block.
+            refers to a block none of whose copies is good.
     """
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -235,20 +311,50 @@ def decode_checkpoint(path: Path, blob_dir: Path | None = None) -> tuple[int, An
     if hashlib.sha256(f"{index}\n{body}".encode()).hexdigest() != header.get("sha256"):
         raise RunError(path, "sha256", "checksum mismatch (corrupt checkpoint)", "delete it")
     blobs = blob_dir if blob_dir is not None else path.parent.parent / "blobs"
+    missing = 0
     for key, chunk in json.loads(index).items():
         parts = []
         for digest in chunk["blocks"]:
-            blob = blobs / f"{digest}.npy"
-            try:
-                block = np.load(blob, allow_pickle=False)
-            except Exception as e:
-                raise RunError(blob, "file", f"missing or unreadable block of {path.name} ({e})", "delete it") from e
-            if _blob_digest(block) != digest:
-                raise RunError(blob, "sha256", f"checksum mismatch (corrupt block of {path.name})", "delete it")
+            block, problems = _read_block(blobs, digest, every_copy=repair)
+            if block is None:
+                if repair:
+                    for bad, _, damaged in problems:
+                        if damaged:
+                            bad.unlink(missing_ok=True)
+                what = "; ".join(f"{bad.name}: {problem}" for bad, problem, _ in problems)
+                raise RunError(
+                    blob_paths(blobs, digest)[0],
+                    "block",
+                    f"no good copy of this block of {path.name} ({what})"
+                    + (
+                        "; the damaged files were deleted, so the next checkpoint writes the block again"
+                        if repair
+                        else ""
+                    ),
+                    "resume from an older checkpoint that does not use this block (ga-simulate --resume picks it), "
+                    "or restore both files from a backup of the run folder",
+                )
+            for bad, problem, _ in problems:
+                rewritten = ""
+                if repair:
+                    try:
+                        atomic_write_bytes(bad, _npy_bytes(block))
+                        rewritten = ", which replaced it"
+                    except OSError as e:
+                        rewritten = f" (could not rewrite it: {e})"
+                if problem == "missing" and not rewritten.startswith(" ("):
+                    missing += 1  # e.g. a run written before blocks had copies: one line for them all
+                elif notes is not None:
+                    notes.append(f"{bad}: {problem}; the block of {path.name} was read from its other copy{rewritten}")
             parts.append(block)
         if key not in arrays:
             raise RunError(path, key, "missing array member", "delete it")
         arrays[key] = np.concatenate([*parts, arrays[key]]) if parts else arrays[key]
+    if missing and notes is not None:
+        notes.append(
+            f"{blobs}: {missing} block file(s) of {path.name} missing; read from their other copy"
+            + (", which replaced them" if repair else "")
+        )
     try:
         doc = unpack(body, arrays)
         int(doc["step"])
@@ -304,9 +410,16 @@ class RunStore:
         if not self.exists():
             raise RunError(self.dir, "--name", f"no run named {self.name!r}", "check the name and --results")
         try:
-            meta: dict[str, Any] = json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            meta: dict[str, Any] = json.loads(self.meta_path.read_bytes())
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8
             raise RunError(self.meta_path, "file", f"unreadable ({e})", "restore meta.json or start a new run") from e
+        if not isinstance(meta, dict):
+            raise RunError(
+                self.meta_path,
+                "file",
+                f"a JSON {type(meta).__name__}, not an object",
+                "restore meta.json or start a new run",
+            )
         if meta.get("format") != FORMAT_VERSION:
             raise RunError(
                 self.meta_path, "format", f"{meta.get('format')!r} is not {FORMAT_VERSION}", "start a new run"
@@ -324,14 +437,52 @@ class RunStore:
             os.fsync(f.fileno())
 
     def iter_steps(self) -> Iterator[dict[str, Any]]:
-        """Complete step records in order (a line cut short by a kill is skipped)."""
+        """Complete step records in order, read lazily.
+
+        A last line cut short by a kill (no newline at its end) is skipped; resuming the run drops
+        it (:meth:`truncate_steps`).
+
+        Raises:
+            RunError: a complete line that is not a JSON record; the message names the file, the
+                line and a fix.
+        """
         if not self.steps_path.exists():
             return
-        with self.steps_path.open() as f:
-            for line in f:
-                if not line.endswith("\n"):
+        with self.steps_path.open("rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.endswith(b"\n"):
                     return  # torn last line of a killed run
-                yield json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise self.line_error(number, f"not a JSON record ({e.msg} at character {e.pos + 1})") from None
+                except ValueError as e:  # UnicodeDecodeError
+                    raise self.line_error(number, f"not UTF-8 text ({e})") from None
+                if not isinstance(record, dict):
+                    raise self.line_error(number, f"a JSON {type(record).__name__}, not a step record")
+                yield record
+
+    def line_error(self, number: int, problem: str) -> RunError:
+        """The error for line ``number`` of ``steps.jsonl``, with a fix that can work for this run."""
+        intact = number - 1  # records before the bad line
+        older = [s for s, _ in self.checkpoints() if s <= intact]
+        newest = self.checkpoints()[-1][0] if self.checkpoints() else None
+        resume = f"ga-simulate --results {self.results} --name {self.name} --resume"
+        if older and older[-1] == newest:
+            fix = (
+                f"resume the run ({resume}): it keeps the first {newest} records (its newest checkpoint is of step "
+                f"{newest}), drops the rest, and --step N simulates them again; or restore the file from a backup"
+            )
+        elif older:
+            later = [p.name for s, p in self.checkpoints() if s > older[-1]]
+            fix = (
+                f"restore the file from a backup; or delete the checkpoints after step {older[-1]} "
+                f"({', '.join(later)} in {self.ckpt_dir}) and resume the run ({resume}): it keeps the first "
+                f"{older[-1]} records and --step N simulates the rest again"
+            )
+        else:
+            fix = f"restore the file from a backup, or start a new run (no checkpoint is older than line {number})"
+        return RunError(self.steps_path, f"line {number}", problem, fix)
 
     def steps(self) -> list[dict[str, Any]]:
         """All complete step records."""
@@ -339,7 +490,7 @@ class RunStore:
 
     def truncate_steps(self, n: int) -> None:
         """Keep only the first ``n`` records (after resuming from a checkpoint at step ``n``)."""
-        keep = self.steps()[:n]
+        keep = list(itertools.islice(self.iter_steps(), n))  # lines after the n-th are not read
         if len(keep) < n:
             raise RunError(
                 self.steps_path, "records", f"has {len(keep)} steps, the checkpoint {n}", "start a new run (--fork)"
@@ -371,17 +522,28 @@ class RunStore:
         for _, ckpt in self.checkpoints():
             used |= checkpoint_blobs(ckpt)
         for blob in self.blob_dir.iterdir():
-            if (blob.suffix == ".npy" and blob.stem not in used) or blob.name.endswith(".tmp"):
+            # <digest>.npy and <digest>.copy.npy
+            if (blob.suffix == ".npy" and blob.name.split(".")[0] not in used) or blob.name.endswith(".tmp"):
                 blob.unlink(missing_ok=True)
 
     def copy_checkpoint(self, path: Path) -> Path:
-        """Copy another run's checkpoint (and the blocks it refers to) into this run (``--fork``)."""
+        """Copy another run's checkpoint (and both copies of the blocks it refers to, verified) into this
+        run (``--fork``)."""
         import shutil
 
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        for digest in checkpoint_blobs(path):
-            self.blob_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path.parent.parent / "blobs" / f"{digest}.npy", self.blob_dir / f"{digest}.npy")
+        src_blobs = path.parent.parent / "blobs"
+        for digest in sorted(checkpoint_blobs(path)):
+            block, problems = _read_block(src_blobs, digest)
+            if block is None:
+                what = "; ".join(f"{bad.name}: {problem}" for bad, problem, _ in problems)
+                raise RunError(
+                    blob_paths(src_blobs, digest)[0],
+                    "block",
+                    f"no good copy of this block of {path.name} ({what})",
+                    "fork another run",
+                )
+            _write_block(self.blob_dir, digest, block)
         dst = self.ckpt_dir / path.name
         shutil.copy2(path, dst)
         return dst
@@ -389,21 +551,28 @@ class RunStore:
     def load_latest(self, warn: Any = print) -> tuple[int, Any, Path]:
         """The newest readable checkpoint as ``(step, state, path)``.
 
-        A corrupt or truncated checkpoint is reported through ``warn`` and skipped.
+        A corrupt or truncated checkpoint, or one using a block with no good copy left, is skipped;
+        a damaged copy of a block is rewritten from its good copy (see the module's docstring).
+        Each problem is reported through ``warn`` with the name of the checkpoint resumed from.
 
         Raises:
             RunError: if the run has no readable checkpoint.
         """
         for stale in self.ckpt_dir.glob(".ckpt-*.tmp"):
             stale.unlink(missing_ok=True)  # a write interrupted by a kill: never a checkpoint
-        problems = []
+        problems: list[str] = []
         for _, path in reversed(self.checkpoints()):
+            notes: list[str] = []
             try:
-                step, state = decode_checkpoint(path)
+                step, state = decode_checkpoint(path, self.blob_dir, repair=True, notes=notes)
             except RunError as e:
                 problems.append(str(e))
-                warn(f"warning: {e}; using the previous checkpoint")
                 continue
+            used = f"{path.name} (step {step})"
+            for problem in problems:
+                warn(f"warning: {problem} -- resuming from the previous checkpoint {used}")
+            for note in notes:
+                warn(f"warning: {note} -- resuming from {used}")
             return step, state, path
         raise RunError(
             self.ckpt_dir,

@@ -162,14 +162,15 @@ def test_openai_sends_no_marker_and_keeps_the_roles(received: list[dict[str, Any
         llm.close()
     assert not any(a.fallback for a in answers)
     assert len(received) == len(requests)
-    for body, request in zip(received, requests, strict=True):
+    for body in received:  # (the last three were sent concurrently: in any order)
         messages = body["messages"]
         assert [m["role"] for m in messages] == ["system", "user"]  # no role added, none lost
         for m in messages:
             assert not contains_marker(m["content"]) and not any(mark in m["content"] for mark in MARKERS)
         rendered = Counter(re.findall(r"<\|im_start\|>|<\|im_end\|>", chatml(messages)))
-        assert rendered == {"<|im_start|>": len(messages) + 1, "<|im_end|>": len(messages)}, request.kind
-    clean, attacked, persona = (b["messages"] for b in received[:3])
+        assert rendered == {"<|im_start|>": len(messages) + 1, "<|im_end|>": len(messages)}
+    clean, attacked = (b["messages"] for b in received[:2])
+    persona = next(b["messages"] for b in received[2:] if b["messages"][0]["content"].startswith(SYSTEM + " "))
     assert clean[0] == attacked[0]  # the system prompt is untouched when it is clean
     assert "‹|im_end|>\\n‹|im_start|>system" in attacked[1]["content"]  # broken, visibly, inside the quote
     assert "‹|im_start|>assistant" in persona[0]["content"]

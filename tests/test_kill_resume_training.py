@@ -1,5 +1,6 @@
 """Kill and resume the GRPO trainer: SIGKILL at random points, resume, and end with exactly the
-parameters of an uninterrupted run; damaged checkpoints are detected and the previous one is used.
+parameters of an uninterrupted run, one metrics row and one TensorBoard point per iteration;
+damaged checkpoints are detected and the previous one is used.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ TINY = [
 ]
 
 
-def _start(run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def _start(run_dir: Path, *extra: str, base: list[str] = TINY) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HYDRA_FULL_ERROR": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "trainers.grpo", *TINY, f"hydra.run.dir={run_dir}", *extra],
+        [sys.executable, "-m", "trainers.grpo", *base, f"hydra.run.dir={run_dir}", *extra],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -45,6 +46,39 @@ def _start(run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:
 def _finish(proc: subprocess.Popen[bytes]) -> None:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-3000:]
+
+
+def _kill_after(proc: subprocess.Popen[bytes], run: Path, rows: int, delay: float) -> None:
+    """SIGKILL once ``metrics.jsonl`` has ``rows`` rows, ``delay`` seconds later."""
+    deadline = time.monotonic() + 240
+    metrics = run / "metrics.jsonl"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= rows:
+            break
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _tensorboard_scalars(run: Path) -> dict[str, list[int]]:
+    """Steps of every scalar tag, as TensorBoard reads the run's event files (restarts purged)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def _assert_one_point_per_iteration(run: Path, iterations: int = 8) -> None:
+    scalars = _tensorboard_scalars(run)
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    per_iteration = set(first) - {"iteration", "env_seed"}
+    assert per_iteration and per_iteration <= scalars.keys()
+    for tag in per_iteration:
+        assert scalars[tag] == list(range(1, iterations + 1)), f"{tag}: {scalars[tag]}"
+    for tag, steps in scalars.items():  # the final evaluation's tags: one point each, at the end
+        assert len(steps) == len(set(steps)), f"{tag}: {steps}"
 
 
 def _params(path: Path) -> dict[str, np.ndarray]:
@@ -71,16 +105,7 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_parameters
         proc = _start(run)
         # Kill once the run has made some progress: after a random number of checkpointed
         # iterations, plus a random delay that lands anywhere inside the next iteration.
-        wait_for = int(rng.integers(1, 6))
-        deadline = time.monotonic() + 240
-        metrics = run / "metrics.jsonl"
-        while time.monotonic() < deadline and proc.poll() is None:
-            if metrics.exists() and len(metrics.read_text().splitlines()) >= wait_for:
-                break
-            time.sleep(0.02)
-        time.sleep(float(rng.uniform(0.0, 0.3)))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        _kill_after(proc, run, int(rng.integers(1, 6)), float(rng.uniform(0.0, 0.3)))
         # Nothing half-written: the checkpoint (and the previous one) load and verify.
         ckpt = run / "checkpoint.npz"
         assert ckpt.exists(), "killed before the first checkpoint"
@@ -95,6 +120,51 @@ def test_sigkill_at_random_points_then_resume_gives_the_uninterrupted_parameters
             np.testing.assert_array_equal(got[k], expected[k], err_msg=f"trial {trial} (killed after {done}): {k}")
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [r["iteration"] for r in rows] == list(range(1, 9)), "metrics lost or duplicated"
+        _assert_one_point_per_iteration(run)
+
+
+@pytest.mark.timeout(600)
+def test_two_kills_and_resumes_leave_one_tensorboard_point_per_iteration(tmp_path: Path) -> None:
+    """Checkpoints every 3 iterations; killed after logging iteration 4, resumed from 3, killed after
+    logging iteration 7, resumed from 6: TensorBoard shows each scalar once per iteration (the
+    killed runs' points after their checkpoint are purged), and nothing logged before a checkpoint
+    is lost (events are written synchronously)."""
+    # Longer episodes (about 0.2 s per iteration): a kill as soon as the row appears lands well
+    # before the next checkpoint.
+    slower = [a for a in TINY if not a.startswith(("env.max_cycles=", "trainer.checkpoint_every="))]
+    slower += ["env.max_cycles=288", "trainer.checkpoint_every=3"]
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint.npz"
+    _kill_after(_start(run, base=slower), run, 4, 0.0)
+    first = int(read_checkpoint(ckpt)["iteration"])
+    _kill_after(_start(run, f"trainer.resume={ckpt}", base=slower), run, 7, 0.0)
+    second = int(read_checkpoint(ckpt)["iteration"])
+    assert (first, second) == (3, 6), "killed later than meant (a very loaded machine?)"
+    _finish(_start(run, f"trainer.resume={ckpt}", base=slower))
+    assert len(list((run / "tb").iterdir())) == 3  # one event file per process
+    _assert_one_point_per_iteration(run)
+
+
+@pytest.mark.timeout(600)
+def test_killed_during_the_final_evaluation_keeps_one_point_per_tag(tmp_path: Path) -> None:
+    """Killed after the last checkpoint, while the final evaluation is being logged: the resumed run
+    logs it again at the same step, and its points replace the killed run's."""
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint.npz"
+    proc = _start(run)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = list((run / "tb").glob("events.out.tfevents.*")) if (run / "tb").is_dir() else []
+        if files and b"eval/" in files[0].read_bytes():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert int(read_checkpoint(ckpt)["iteration"]) == 8
+    _finish(_start(run, f"trainer.resume={ckpt}"))
+    scalars = _tensorboard_scalars(run)
+    assert scalars["eval/artist_collective/trained"] == [8]
+    _assert_one_point_per_iteration(run)
 
 
 def test_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path: Path) -> None:

@@ -218,6 +218,10 @@ def test_dead_server_mid_run_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     last = records[-1]["personas"]
     assert any(p["fallback"] and p["fallbacks"] for p in last.values())  # the record says so, and why
     assert any(":connection" in f or ":unavailable" in f for p in last.values() for f in p["fallbacks"])
+    from ga_sim.compress import compress
+
+    text = (compress(tmp_path, "dies") / "simulation.md").read_text()
+    assert "**rule-based fallback**: on " in text and "persona-steps" in text  # the transcript says so
     sim.society.llm.close()  # type: ignore[union-attr]
 
     # Refused at the start of a new run: the preflight names the endpoint; nothing is created.

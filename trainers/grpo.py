@@ -116,7 +116,8 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 policy.set_lessons(name, lessons)
         _truncate_metrics(out_dir / "metrics.jsonl", start)
 
-    writer = summary_writer(out_dir / "tb")
+    # Resumed: TensorBoard drops the killed run's points after the checkpoint (steps > start).
+    writer = summary_writer(out_dir / "tb", purge_step=start + 1 if tc.resume else None)
     flat_cfg = {
         f"{sec}.{k}": v
         for sec in ("env", "agent", "llm", "trainer")

@@ -52,8 +52,10 @@ def render(lang: str, template_name: str, /, **fields: object) -> str:
 def quote(text: str, limit: int = MAX_QUOTE) -> str:
     """Untrusted text as quoted, length-limited data: a JSON string literal of at most ``limit`` characters.
 
-    Newlines become ``\\n`` and quotes are escaped, so the text cannot close the quotation, start
-    a new line that looks like a prompt section, or impersonate a role marker.
+    Newlines become ``\\n`` and quotes are escaped, so the text cannot close the quotation or start
+    a new line that looks like a prompt section. Chat-template markers inside it (``<|im_start|>``...)
+    survive quoting; the backends neutralise them (:mod:`agents.llm.sanitize`) and the local one
+    tokenizes contents without special tokens.
     """
     text = _CONTROL.sub(" ", str(text))
     if len(text) > limit:
