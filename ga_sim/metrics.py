@@ -73,17 +73,20 @@ def run_metrics(store: RunStore) -> dict[str, Any]:
     pairs: set[frozenset[str]] = set()
     last: dict[str, Any] = {}
     steps = 0
-    for record in store.iter_steps():
+    for line, record in enumerate(store.iter_steps(), 1):
         steps += 1
         last = record
-        for g, fig in record["groups"].items():
-            reward[g] += fig["reward"]
-            peak[g] = max(peak[g], fig["awareness"])
-        actions.update(p["action"] for p in record["personas"].values())
-        for c in conversations_of(record):
-            conversations += 1
-            turns += len(c["turns"])
-            pairs.add(frozenset(c["participants"]))
+        try:
+            for g, fig in record["groups"].items():
+                reward[g] += fig["reward"]
+                peak[g] = max(peak[g], fig["awareness"])
+            actions.update(p["action"] for p in record["personas"].values())
+            for c in conversations_of(record):
+                conversations += 1
+                turns += len(c["turns"])
+                pairs.add(frozenset(c["participants"]))
+        except (KeyError, TypeError, AttributeError) as e:  # valid JSON, but not a step record of this run
+            raise store.line_error(line, f"not a step record of this run ({type(e).__name__}: {e})") from None
     final = last.get("groups", {})
     total_actions = max(sum(actions.values()), 1)
     has_cause = {g["name"]: g["cause"] is not None for g in meta["groups"]}

@@ -252,3 +252,17 @@ def test_no_fix_offers_a_checkpoint_that_does_not_exist(tmp_path: Path) -> None:
         read_checkpoint(path2)
     with pytest.warns(UserWarning, match="using the previous checkpoint"):
         assert int(load_checkpoint(path2.parent)[0]["iteration"]) == 1
+
+
+def test_eval_names_the_line_of_a_record_missing_fields(tmp_path: Path) -> None:
+    """``ga-eval`` on a record that is valid JSON but not a step record: file, line and fix."""
+    from ga_sim.metrics import run_metrics
+
+    sim = Simulation.create(tmp_path, "m", ["env.max_agents=3"], start="2023-02-13 07:00", stride=10, mind="scripted")
+    sim.run(4, progress=False)
+    store = RunStore(tmp_path, "m")
+    lines = store.steps_path.read_text().splitlines()
+    lines[2] = '{"step": 3}'
+    store.steps_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunError, match=r"steps\.jsonl: line 3: not a step record of this run.*Fix: "):
+        run_metrics(store)
