@@ -7,8 +7,9 @@ The trainer, the evaluation and the scripts construct policies only through
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,13 @@ if TYPE_CHECKING:
 
 
 def make_policy(
-    agent: AgentConfig, llm: LLMConfig, env: TownEnv, rng: np.random.Generator, *, greedy: bool = False
+    agent: AgentConfig,
+    llm: LLMConfig,
+    env: TownEnv,
+    rng: np.random.Generator,
+    *,
+    greedy: bool = False,
+    make_llm: Callable[[], Any] | None = None,
 ) -> SoftmaxPolicy:
     """The policy of ``agent`` (``cfg.agent``) for ``env``'s observation layout and groups.
 
@@ -33,6 +40,9 @@ def make_policy(
         env: an env of the run (observation size, groups).
         rng: generator for the initial weights.
         greedy: act by argmax (evaluation) instead of sampling.
+        make_llm: builds the neuro-symbolic policy's LLM on first use (default: the process's
+            shared backend of ``llm``, :func:`shared_backend`); e.g. a simulation's backend with
+            the run's own cache and usage meter.
 
     Returns:
         A :class:`SoftmaxPolicy` (one MLP or linear map per group), or for ``agent.kind=neurosymbolic``
@@ -51,7 +61,7 @@ def make_policy(
         policy = NeuroSymbolicPolicy(
             env.obs_dim,
             len(env.groups),
-            make_llm=functools.partial(shared_backend, llm),
+            make_llm=make_llm or functools.partial(shared_backend, llm),
             lam=ac.lam,
             decide_every=ac.decide_every,
             smoothing=ac.smoothing,
@@ -115,20 +125,118 @@ def load_params(
     return path
 
 
-def load_policy(
-    source: str | os.PathLike[str], env: TownEnv, rng: np.random.Generator, *, greedy: bool = False
-) -> SoftmaxPolicy:
-    """A :class:`SoftmaxPolicy` with a GRPO checkpoint's parameters; its width is read from the checkpoint.
+def checkpoint_agent(arrays: Mapping[str, Any], path: str | os.PathLike[str]) -> AgentConfig | None:
+    """The ``agent`` section of the config a checkpoint was trained with (its ``config_yaml``).
+
+    ``agent.checkpoint`` is cleared (the parameters are the checkpoint's own). None when the
+    checkpoint stores no config (a bare ``param/`` file).
 
     Raises:
-        CheckpointError: as :func:`load_params`; also when the file holds no policy.
+        CheckpointError: the stored config is not YAML or its ``agent`` section is invalid,
+            naming the file, the field and the fix.
+    """
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from conf.schema import AgentConfig, ConfigError
+
+    if "config_yaml" not in arrays:
+        return None
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.create(str(arrays["config_yaml"])), resolve=True)
+    except Exception as e:  # any parse failure is the same problem for the user
+        raise CheckpointError(
+            f"{path}: config_yaml: is not a readable config ({type(e).__name__}). Fix: give the checkpoint.npz of a "
+            "GRPO run (python -m trainers.grpo)"
+        ) from None
+    section = cfg.get("agent") if isinstance(cfg, dict) else None
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{path}: config_yaml: agent: is not a mapping. Fix: give the checkpoint of a GRPO run")
+    names = {f.name for f in dataclasses.fields(AgentConfig)}
+    try:
+        return AgentConfig(**{k: v for k, v in section.items() if k in names and k != "checkpoint"})
+    except (ConfigError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: config_yaml: agent: {e}. Fix: give the checkpoint of a GRPO run of this version"
+        ) from None
+
+
+def checkpoint_lessons(arrays: Mapping[str, Any], path: str | os.PathLike[str]) -> dict[str, list[str]] | None:
+    """The lessons a GRPO checkpoint stores (``lessons``: JSON ``{group: [lesson, ...]}``); None if it has none.
+
+    Raises:
+        CheckpointError: the ``lessons`` field is not such a JSON object, naming the file and the fix.
+    """
+    if "lessons" not in arrays:
+        return None
+    try:
+        lessons = json.loads(str(arrays["lessons"]))
+    except ValueError:
+        lessons = None
+    if not isinstance(lessons, dict) or not all(
+        isinstance(g, str) and isinstance(v, list) and all(isinstance(x, str) for x in v) for g, v in lessons.items()
+    ):
+        raise CheckpointError(
+            f"{path}: lessons: is not a JSON object {{group: [lesson, ...]}}. Fix: give the checkpoint.npz of a "
+            "GRPO run (python -m trainers.grpo)"
+        )
+    return {g: list(v) for g, v in lessons.items()}
+
+
+def load_policy(
+    source: str | os.PathLike[str],
+    env: TownEnv,
+    rng: np.random.Generator,
+    *,
+    greedy: bool = False,
+    llm: LLMConfig | None = None,
+    make_llm: Callable[[], Any] | None = None,
+    lessons: bool = True,
+) -> SoftmaxPolicy:
+    """The policy of a GRPO checkpoint, with its parameters.
+
+    A checkpoint whose stored config says ``agent.kind: neurosymbolic`` gives a
+    :class:`agents.neurosymbolic.NeuroSymbolicPolicy` (:func:`make_policy` with the checkpoint's
+    agent config; its LLM is ``make_llm()``, else the shared backend of ``llm``); any other gives a
+    :class:`SoftmaxPolicy` whose width is read from the checkpoint.
+
+    Args:
+        source: a ``checkpoint.npz`` or a GRPO run folder holding one.
+        env: the town the policy acts in (its layout must be the checkpoint's).
+        rng: generator for the (overwritten) initial weights.
+        greedy: act by argmax.
+        llm: the LLM config of a neuro-symbolic policy.
+        make_llm: builds a neuro-symbolic policy's LLM (overrides ``llm``).
+        lessons: put the checkpoint's lessons into the policy (``set_lessons`` per group).
+
+    Raises:
+        CheckpointError: as :func:`load_params`; also when the file holds no policy, or is
+            neuro-symbolic and neither ``llm`` nor ``make_llm`` is given.
     """
     arrays, path = load_checkpoint(source)
     if not any(k.startswith("param/") for k in arrays):
         raise CheckpointError(f"{path}: param/: has no policy arrays. Fix: give the checkpoint.npz of a GRPO run")
-    hidden = int(np.asarray(arrays["param/w1"]).shape[2]) if "param/w1" in arrays else 0
-    policy = SoftmaxPolicy(env.obs_dim, len(env.groups), hidden=hidden, rng=rng, greedy=greedy)
+    agent = checkpoint_agent(arrays, path)
+    policy: SoftmaxPolicy
+    if agent is not None and agent.kind == "neurosymbolic":
+        if llm is None and make_llm is None:
+            raise CheckpointError(
+                f"{path}: config_yaml: agent.kind is neurosymbolic, whose policy asks an LLM. Fix: pass llm= "
+                "(the run's cfg.llm) or make_llm= to load_policy"
+            )
+        from conf.schema import LLMConfig as _LLMConfig
+
+        policy = make_policy(agent, llm or _LLMConfig(), env, rng, greedy=greedy, make_llm=make_llm)
+    else:
+        hidden = int(np.asarray(arrays["param/w1"]).shape[2]) if "param/w1" in arrays else 0
+        policy = SoftmaxPolicy(env.obs_dim, len(env.groups), hidden=hidden, rng=rng, greedy=greedy)
     load_params(policy, path, arrays)
+    if lessons:
+        for group, texts in (checkpoint_lessons(arrays, path) or {}).items():
+            policy.set_lessons(group, texts)
     return policy
 
 

@@ -225,6 +225,37 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             out[g, :, d:] = self._envs[id(env)].ell
         return out
 
+    # -- save / restore (a simulation's exact resume) ---------------------------------------------------
+    def env_state(self, env: TownEnv) -> dict[str, Any]:
+        """The LLM term's bookkeeping for ``env`` as plain data (empty before the first step)."""
+        st = self._envs.get(id(env))
+        if st is None:
+            return {}
+        return {
+            "ell": st.ell.copy(),
+            "since": st.since.copy(),
+            "target": st.target.copy(),
+            "streak": st.rule.streak.copy(),
+            "llm_calls": self.llm_calls,
+        }
+
+    def load_env_state(self, env: TownEnv, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`env_state`: ``env`` continues exactly (no fresh refresh of every persona)."""
+        if not state:
+            self._envs.pop(id(env), None)
+            return
+        rule = ScriptedPolicy(env.groups)
+        rule.streak = np.asarray(state["streak"]).copy()
+        self._envs[id(env)] = _EnvState(
+            ell=np.asarray(state["ell"], dtype=np.float64).copy(),
+            since=np.asarray(state["since"], dtype=np.int64).copy(),
+            target=np.asarray(state["target"], dtype=np.int64).copy(),
+            rule=rule,
+            env=env,
+            profiles=_profiles(env),
+        )
+        self.llm_calls = int(state["llm_calls"])
+
     # -- exact log-probabilities on augmented observations ----------------------------------------------
     def forward(self, obs: npt.NDArray[np.floating], mask: npt.NDArray[np.integer]) -> tuple[FloatArray, SoftmaxCache]:
         """``(B, 4)`` masked log-probabilities of ``softmax(f_θ(obs[:, :D]) + obs[:, D:])`` and the cache."""

@@ -14,6 +14,7 @@ The commands of the original Generative Agents' reverie server, one per line on 
     print persona associative memory (event|thought|chat) NAME
     print persona spatial memory NAME              the places the persona knows
     print current time                             the town's clock
+    print lessons                                  the trained lessons in the personas' prompts
     print tile event X,Y                           what happens on a tile
     print tile details X,Y                         address, walls, object and who is there
     call -- analysis NAME                          talk with the persona (not stored in its memory);
@@ -69,6 +70,7 @@ class Console:
             (re.compile(r"print\s+persona\s+associative\s+memory\s+(\w+)\s+(.+)"), self.cmd_memory),
             (re.compile(r"print\s+persona\s+spatial\s+memory\s+(.+)"), self.cmd_spatial),
             (re.compile(r"print\s+current\s+time"), self.cmd_time),
+            (re.compile(r"print\s+lessons"), self.cmd_lessons),
             (re.compile(r"print\s+tile\s+event\s+(.+)"), self.cmd_tile_event),
             (re.compile(r"print\s+tile\s+details\s+(.+)"), self.cmd_tile_details),
             (re.compile(r"call\s+--\s+load\s+history\s+(.+)"), self.cmd_load_history),
@@ -200,6 +202,23 @@ class Console:
     def cmd_time(self) -> str:
         env = self.sim.env
         return f"{env.now:%A %B %d, %Y, %H:%M} (step {self.sim.step_count}, {env.stride} min per step)"
+
+    def cmd_lessons(self) -> str:
+        lessons = self.sim.society.lessons()
+        source = self.sim.meta.get("lessons_source")
+        if not any(lessons.values()):
+            if self.sim.society.llm is None:
+                return "no lessons: this mind has no language model (no prompts to put them in)"
+            where = f" ({source} has none)" if source else ""
+            return (
+                f"no lessons in the prompts{where}; start a run with --lessons RUN_OR_CHECKPOINT to add a GRPO "
+                "run's lessons"
+            )
+        lines = [f"lessons from {source}:" if source else "lessons:"]
+        for group, texts in lessons.items():
+            lines.append(f"  {group}:")
+            lines.extend(f"    {k + 1}. {text}" for k, text in enumerate(texts))
+        return "\n".join(lines)
 
     def _xy(self, text: str) -> tuple[int, int]:
         m = re.fullmatch(r"\(?\s*(-?\d+)\s*,\s*(-?\d+)\s*\)?", text)

@@ -12,9 +12,7 @@ personas are never sent home by an episode boundary in the middle of a simulatio
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ import numpy as np
 
 from agents.llm.base import LLMUnavailable
 from conf.schema import Config
-from ga_sim.society import persona_index, town_summary
+from ga_sim.society import persona_index, restore_usage, town_summary, usage_dict
 
 log = logging.getLogger("ga_sim")
 
@@ -34,26 +32,6 @@ if TYPE_CHECKING:
 
 ENDLESS = 10**9
 """``max_cycles`` of a simulated town: a run is one stretch of time, not episodes."""
-
-
-def usage_dict(llm: LLMBackend) -> dict[str, Any]:
-    """The backend's usage meter as plain data (calls, tokens, faults by kind...)."""
-    u = llm.usage
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(u):
-        if f.name.startswith("_"):
-            continue
-        v = getattr(u, f.name)
-        out[f.name] = dict(v) if isinstance(v, Counter) else v
-    return out
-
-
-def restore_usage(llm: LLMBackend, state: Mapping[str, Any]) -> None:
-    """Put a saved usage meter back (so a resumed run's counts continue)."""
-    u = llm.usage
-    for key, value in state.items():
-        current = getattr(u, key)
-        setattr(u, key, Counter(value) if isinstance(current, Counter) else value)
 
 
 class GenerativeDriver:
@@ -197,12 +175,43 @@ class GenerativeDriver:
     def load_history(self, path: str | Path) -> str:
         return f"loaded {self.society.load_history(path)} memories from {path}"
 
+    def lessons(self) -> dict[str, list[str]]:
+        """The lessons in the personas' system prompts, by group (those of the group's first persona)."""
+        out: dict[str, list[str]] = {}
+        for a in self.society.agents:
+            if a.lessons and a.persona.group not in out:
+                out[a.persona.group] = list(a.lessons)
+        return out
+
+
+def run_backend(cfg: Config, run_dir: Path) -> LLMBackend:
+    """The run's LLM backend (``cfg.llm``, answers cached in ``<run>/llm_cache``), checked at once.
+
+    Raises:
+        LLMUnavailable: the endpoint is dead and ``llm.on_unavailable=stop`` (else a warning,
+            and the rule-based fallback answers).
+    """
+    from agents.llm import make_backend
+
+    llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
+    try:
+        llm.preflight()  # a dead server, a refused key or a missing model fails now, naming the fix
+    except LLMUnavailable as e:
+        if cfg.llm.on_unavailable == "stop":
+            llm.close()
+            raise
+        log.warning("%s; going on with the rule-based fallback (llm.on_unavailable=fallback)", e)
+    return llm
+
 
 def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path) -> GenerativeDriver:
-    """The generative personas for a run: town, LLM backend (cached in the run folder) and embedder."""
+    """The generative personas for a run: town, LLM backend (cached in the run folder) and embedder.
+
+    The run's lessons (``meta["lessons"]``, ``{group: [lesson, ...]}``, read from a GRPO
+    checkpoint when the run was created) go into each group's personas' system prompts.
+    """
     from agents.embeddings import make_embedder
     from agents.generative import GenerativeConfig, GenerativeSociety
-    from agents.llm import make_backend
 
     env = cfg.env.make(
         max_cycles=ENDLESS,
@@ -212,14 +221,7 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
         action_mode="rich",
         text_obs=True,
     )
-    llm = make_backend(cfg.llm, cache_dir=run_dir / "llm_cache")
-    try:
-        llm.preflight()  # a dead server, a refused key or a missing model fails now, naming the fix
-    except LLMUnavailable as e:
-        if cfg.llm.on_unavailable == "stop":
-            llm.close()
-            raise
-        log.warning("%s; going on with the rule-based fallback (llm.on_unavailable=fallback)", e)
+    llm = run_backend(cfg, run_dir)
     embedder = make_embedder(cfg.agent.embedder, backend=llm)
     society = GenerativeSociety(
         env,
@@ -228,4 +230,6 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
         GenerativeConfig(lang=cfg.agent.lang, memory_capacity=cfg.agent.memory_capacity),
         seed=int(meta["seed"]),
     )
+    for group, lessons in (meta.get("lessons") or {}).items():
+        society.set_lessons(group, lessons)
     return GenerativeDriver(society, int(meta["seed"]))

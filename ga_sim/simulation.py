@@ -7,12 +7,21 @@ The workflow of the original Generative Agents, made reliable::
     ga-simulate --name tuesday --fork monday --step 72     # a new run from monday's latest checkpoint
     ga-simulate --name monday --resume --interactive       # the console (type help)
     ga-simulate --name watch --mind trained agent.checkpoint=outputs/artists/<run>/checkpoint.npz
+    ga-simulate --name taught --lessons outputs/artists/<run>   # personas prompted with a GRPO run's lessons
 
 Positional arguments are Hydra overrides of the training config (``conf/``): ``env.groups=[...]``,
 ``env.max_agents=8``, ``llm=scripted``, ``agent.hidden=...``. ``--mind`` picks who decides:
 ``scripted`` (the hand-written routine), ``random``, ``trained`` (a GRPO checkpoint, given by
 ``agent.checkpoint=PATH``) or ``generative`` (the LLM personas of
-``agents.generative``, when installed).
+``agents.generative``, when installed). A neuro-symbolic checkpoint (its stored config says
+``agent.kind: neurosymbolic``) runs as trained: MLP + λ·LLM, the LLM being the run's ``llm``
+config, prompted with the checkpoint's lessons.
+
+``--lessons RUN_OR_CHECKPOINT`` puts the lessons of a GRPO run (its ``checkpoint.npz``, field
+``lessons``) into the personas' system prompts (generative mind; trained mind with a
+neuro-symbolic checkpoint, instead of the checkpoint's own). The lessons and their source are
+stored in the run's meta (``lessons``, ``lessons_source``), so ``--resume`` and ``--fork`` keep
+them even if the GRPO run has since moved on.
 
 Run folders: ``<results>/runs/NAME/`` (see ``ga_sim/runstore.py``). A checkpoint is written every
 ``--checkpoint-every`` steps, at ``save``/``fin`` and at the end; a run killed at any moment resumes
@@ -27,7 +36,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +47,8 @@ import ga_env
 from agents import Policy
 from agents.llm.base import LLMUnavailable
 from conf.compose import compose
-from conf.schema import Config
-from ga_env.checkpoint import CheckpointError
+from conf.schema import Config, LLMConfig
+from ga_env.checkpoint import CheckpointError, load_checkpoint
 from ga_sim.runstore import RunError, RunStore, validate_name
 from ga_sim.society import PolicySociety, Society
 
@@ -67,18 +76,122 @@ def make_env(cfg: Config, start: str, stride: int | None, *, rich: bool = False)
     )
 
 
-def load_trained_policy(path: str | Path, env: ga_env.TownEnv, rng: np.random.Generator) -> Policy:
-    """A ``SoftmaxPolicy`` with the parameters of a GRPO checkpoint (:func:`agents.factory.load_policy`).
+def load_trained_policy(
+    path: str | Path,
+    env: ga_env.TownEnv,
+    rng: np.random.Generator,
+    *,
+    llm: LLMConfig | None = None,
+    make_llm: Callable[[], Any] | None = None,
+    lessons: Mapping[str, Sequence[str]] | None = None,
+) -> Policy:
+    """The policy of a GRPO checkpoint (:func:`agents.factory.load_policy`).
+
+    A ``SoftmaxPolicy``, or for a neuro-symbolic checkpoint a ``NeuroSymbolicPolicy`` whose LLM is
+    ``make_llm()`` (else the shared backend of ``llm``) and whose prompts hold ``lessons`` (None:
+    the checkpoint's own).
 
     Raises:
-        RunError: if the file is missing or damaged, or was trained on another town layout.
+        RunError: if the file is missing or damaged, was trained on another town layout, or is
+            neuro-symbolic and no LLM is given.
     """
     from agents.factory import load_policy
 
     try:
-        return load_policy(path, env, rng)
+        policy = load_policy(path, env, rng, llm=llm, make_llm=make_llm, lessons=lessons is None)
     except CheckpointError as e:
         raise RunError.of(e) from None
+    for group, texts in (lessons or {}).items():
+        policy.set_lessons(group, texts)
+    return policy
+
+
+def read_lessons(source: str | Path) -> tuple[dict[str, list[str]], Path]:
+    """The lessons of a GRPO run (its folder or ``checkpoint.npz``, field ``lessons``) and the file read.
+
+    Raises:
+        RunError: the file is missing or damaged, stores no lessons, or they are empty; the
+            message names the file, the field and the fix.
+    """
+    from agents.factory import checkpoint_lessons
+
+    try:
+        arrays, path = load_checkpoint(source)
+        lessons = checkpoint_lessons(arrays, path)
+    except CheckpointError as e:
+        raise RunError.of(e) from None
+    if lessons is None:
+        raise RunError(
+            path,
+            "lessons",
+            "this checkpoint stores no lessons",
+            "give --lessons the folder or checkpoint.npz of a GRPO run (python -m trainers.grpo) that made lessons",
+        )
+    if not any(lessons.values()):
+        raise RunError(
+            path,
+            "lessons",
+            "is empty (the run made no lessons yet)",
+            "give a GRPO run that has finished at least one iteration, or drop --lessons",
+        )
+    return lessons, path
+
+
+def resolve_lessons(
+    cfg: Config, mind: str, policy_checkpoint: str | None, lessons: str | Path | None
+) -> tuple[dict[str, list[str]] | None, str | None]:
+    """``(lessons, source)`` of a new run (stored in its meta), checked against the mind and the town.
+
+    ``--lessons`` needs a mind with prompts (``generative``, or ``trained`` with a neuro-symbolic
+    checkpoint); a neuro-symbolic checkpoint without ``--lessons`` brings its own lessons.
+
+    Raises:
+        RunError: a mind without prompts, a file without lessons, lessons of groups not in the town.
+    """
+    source: Path | None = None
+    out: dict[str, list[str]] | None = None
+    fix = ""
+    if mind == "trained" and policy_checkpoint:
+        from agents.factory import checkpoint_agent, checkpoint_lessons
+
+        try:
+            arrays, path = load_checkpoint(policy_checkpoint)
+            agent = checkpoint_agent(arrays, path)
+            own = checkpoint_lessons(arrays, path)
+        except CheckpointError as e:
+            raise RunError.of(e) from None
+        neuro = agent is not None and agent.kind == "neurosymbolic"
+        if lessons is not None and not neuro:
+            kind = agent.kind if agent is not None else "softmax (no config stored)"
+            raise RunError(
+                path,
+                "config_yaml: agent.kind",
+                f"is {kind}: this policy asks no LLM, so --lessons would reach no prompt",
+                "use a checkpoint trained with agent=neurosymbolic, or --mind generative --lessons ...",
+            )
+        if neuro and lessons is None:
+            out, source = own or {}, path
+            fix = "simulate the town it was trained on: the env.groups of config.yaml next to the checkpoint"
+    elif lessons is not None and mind in ("scripted", "random"):
+        raise RunError(
+            "argument",
+            "--lessons",
+            f"the {mind} mind has no language model to read them",
+            "use --mind generative, or --mind trained with a neuro-symbolic checkpoint",
+        )
+    if lessons is not None:
+        out, source = read_lessons(lessons)
+    if out:
+        unknown = sorted(set(out) - set(cfg.env.groups))
+        if unknown:
+            raise RunError(
+                source or "argument",
+                "lessons",
+                f"are for group(s) {', '.join(unknown)}, which are not in this town (env.groups="
+                f"[{','.join(cfg.env.groups)}])",
+                fix or f"add them: env.groups=[{','.join([*cfg.env.groups, *unknown])}]",
+            )
+    return out, str(source.resolve()) if source is not None else None
 
 
 def generative_available() -> bool:
@@ -106,7 +219,18 @@ def build_society(cfg: Config, meta: dict[str, Any], run_dir: Path) -> Society:
 
         policy = RandomPolicy()
     elif mind == "trained":
-        policy = load_trained_policy(meta["policy_checkpoint"], env, np.random.default_rng(0))
+        import functools
+
+        from ga_sim.generative import run_backend
+
+        policy = load_trained_policy(
+            meta["policy_checkpoint"],
+            env,
+            np.random.default_rng(0),
+            llm=cfg.llm,
+            make_llm=functools.partial(run_backend, cfg, run_dir),  # built only for a neuro-symbolic policy
+            lessons=meta.get("lessons") or {},
+        )
     else:
         raise RunError("argument", "--mind", f"{mind!r} is unknown", f"use one of {', '.join(MINDS)}")
     society = PolicySociety(env, policy, rng, mind)
@@ -165,12 +289,14 @@ class Simulation:
         seed: int = 0,
         policy_checkpoint: str | None = None,
         checkpoint_every: int = 10,
+        lessons: str | Path | None = None,
     ) -> Simulation:
         """Start a new named run (its step 0 is checkpointed at once).
 
         ``mind=None`` picks ``trained`` when a GRPO checkpoint is given (``policy_checkpoint`` or
         ``agent.checkpoint=PATH`` in the overrides), else ``generative`` when installed, else
-        ``scripted``.
+        ``scripted``. ``lessons`` (a GRPO run folder or its ``checkpoint.npz``) puts that run's
+        lessons into the personas' prompts (:func:`resolve_lessons`).
         """
         store = RunStore(results, name)
         if store.exists():
@@ -199,6 +325,7 @@ class Simulation:
             raise RunError(
                 "argument", "--mind trained", "needs a GRPO checkpoint", "add agent.checkpoint=PATH/checkpoint.npz"
             )
+        lessons_by_group, lessons_source = resolve_lessons(cfg, mind, policy_checkpoint, lessons)
         meta: dict[str, Any] = {
             "name": name,
             "created": dt.datetime.now().isoformat(timespec="seconds"),
@@ -209,6 +336,8 @@ class Simulation:
             "mind": mind,
             "seed": seed,
             "policy_checkpoint": str(Path(policy_checkpoint).resolve()) if policy_checkpoint else None,
+            "lessons": lessons_by_group,
+            "lessons_source": lessons_source,
         }
         society = build_society(cfg, meta, store.dir)
         env: ga_env.TownEnv = society.env
@@ -394,12 +523,12 @@ def command(args: argparse.Namespace, overrides: Sequence[str]) -> int:
         if args.resume or args.fork:
             if args.resume and args.fork:
                 raise RunError("argument", "--resume/--fork", "both given", "use one: --resume NAME or --fork OTHER")
-            if overrides or args.mind:
+            if overrides or args.mind or getattr(args, "lessons", None):
                 raise RunError(
                     "argument",
                     "overrides",
-                    "a resumed or forked run keeps its own configuration",
-                    "drop the KEY=VALUE overrides and --mind (or start a new run)",
+                    "a resumed or forked run keeps its own configuration (and lessons)",
+                    "drop the KEY=VALUE overrides, --mind and --lessons (or start a new run)",
                 )
             if args.resume:
                 sim = Simulation.resume(results, args.name, checkpoint_every=args.checkpoint_every)
@@ -415,6 +544,7 @@ def command(args: argparse.Namespace, overrides: Sequence[str]) -> int:
                 mind=args.mind,
                 seed=args.seed,
                 checkpoint_every=args.checkpoint_every,
+                lessons=getattr(args, "lessons", None),
             )
         steps = args.step
         if args.until is not None:

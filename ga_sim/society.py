@@ -8,12 +8,14 @@ A *society* owns the town env and whatever decides the personas' actions. The si
 * ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue exactly (the env's
   part is :meth:`ga_env.TownEnv.state_dict`);
 * ``llm``: the language model behind the minds, or None;
+* ``lessons()``: the trained lessons in the minds' system prompts, by group (console: ``print lessons``);
 * the console's accessors (``schedule``, ``hourly_schedule``, ``current_tile``,
   ``chatting_with_buffer``, ``associative_memory``, ``spatial_memory``, ``analysis_chat``,
   ``load_history``).
 
 :class:`PolicySociety` drives the town with a numeric policy (``ScriptedPolicy``, ``RandomPolicy``
-or a trained GRPO ``SoftmaxPolicy``). It has no language model: utterances in its transcript are
+or a trained GRPO ``SoftmaxPolicy``), or with a trained ``NeuroSymbolicPolicy`` (MLP + λ·LLM, whose
+backend is then the society's ``llm``). Its personas do not talk through the LLM: utterances in its transcript are
 templates built from the persona's group cause, and its "memory" is a bounded log of what the
 persona did and heard, labelled as such. The generative personas (``agents.generative``) are
 driven by :class:`GenerativeDriver`.
@@ -22,8 +24,9 @@ driven by :class:`GenerativeDriver`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -32,6 +35,7 @@ import numpy as np
 
 from agents import Policy, ScriptedPolicy
 from agents.llm import LLMBackend
+from agents.neurosymbolic import NeuroSymbolicPolicy
 from ga_env import ACTION_NAMES, OBJECTIVE_TERMS, TownEnv
 
 StepRecord = dict[str, Any]
@@ -102,6 +106,10 @@ class Society(Protocol):
         """Seed memories from a CSV file (``name,whisper``); returns a summary."""
         ...
 
+    def lessons(self) -> dict[str, list[str]]:
+        """The lessons in the minds' system prompts, by group (empty: none, or no prompts)."""
+        ...
+
 
 EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "rest": "😴", "research": "🔬", "idle": "⏸️"}
 """Emoji shown above a persona in the replay, by action."""
@@ -120,6 +128,27 @@ def generator_from_state(state: Mapping[str, Any]) -> np.random.Generator:
     bit_gen = getattr(np.random, state["bit_generator"])()
     bit_gen.state = state["state"]
     return np.random.Generator(bit_gen)
+
+
+# -- LLM usage as plain data ---------------------------------------------------------------------------
+def usage_dict(llm: LLMBackend) -> dict[str, Any]:
+    """The backend's usage meter as plain data (calls, tokens, faults by kind...)."""
+    u = llm.usage
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(u):
+        if f.name.startswith("_"):
+            continue
+        v = getattr(u, f.name)
+        out[f.name] = dict(v) if isinstance(v, Counter) else v
+    return out
+
+
+def restore_usage(llm: LLMBackend, state: Mapping[str, Any]) -> None:
+    """Put a saved usage meter back (so a resumed run's counts continue)."""
+    u = llm.usage
+    for key, value in state.items():
+        current = getattr(u, key)
+        setattr(u, key, Counter(value) if isinstance(current, Counter) else value)
 
 
 # -- step records ------------------------------------------------------------------------------------
@@ -207,7 +236,11 @@ def persona_index(env: TownEnv, name: str) -> int:
 
 # -- numeric-policy driver ---------------------------------------------------------------------------------
 class PolicySociety:
-    """The town driven by a batched numeric policy (no language model).
+    """The town driven by a batched numeric policy.
+
+    A :class:`~agents.neurosymbolic.NeuroSymbolicPolicy` is asked for its LLM term each step
+    (``augment_obs``, as in training); its backend is then :attr:`llm` (usage reported and
+    checkpointed). Other policies have no language model (``llm`` is None).
 
     Args:
         env: the town (``obs_mode="box"``), not yet reset.
@@ -217,10 +250,10 @@ class PolicySociety:
     """
 
     mind = "policy"
-    llm: LLMBackend | None = None
 
     def __init__(self, env: TownEnv, policy: Policy, rng: np.random.Generator, kind: str) -> None:
         self.env, self.policy, self.rng, self.kind = env, policy, rng, kind
+        self.llm: LLMBackend | None = policy.llm if isinstance(policy, NeuroSymbolicPolicy) else None
         self.t = 0
         self.log: list[deque[dict[str, str]]] = [deque(maxlen=LOG_LIMIT) for _ in env.personas]
         self.visited: list[dict[str, int]] = [{} for _ in env.personas]
@@ -236,7 +269,10 @@ class PolicySociety:
         """Advance one step; returns its record."""
         env = self.env
         now = env.now
-        actions = self.policy.act(self.obs, self.mask, self.rng)
+        obs = self.obs
+        if isinstance(self.policy, NeuroSymbolicPolicy):
+            obs = self.policy.augment_obs([env], obs[None])[0]  # λ·ℓ_LLM appended (LLM calls when due)
+        actions = self.policy.act(obs, self.mask, self.rng)
         self.obs, self.mask, rewards, _ = env.step_arrays(actions)
         self.t += 1
         utterances = {}
@@ -278,7 +314,9 @@ class PolicySociety:
         policy_state: dict[str, Any] = {}
         if isinstance(self.policy, ScriptedPolicy):
             policy_state["streak"] = self.policy.streak.copy()
-        return {
+        if isinstance(self.policy, NeuroSymbolicPolicy):
+            policy_state["llm_term"] = self.policy.env_state(self.env)
+        state = {
             "t": self.t,
             "env": self.env.state_dict(),
             "obs": self.obs,
@@ -289,6 +327,9 @@ class PolicySociety:
             "visited": self.visited,
             "chats": self.chats,
         }
+        if self.llm is not None:
+            state["usage"] = usage_dict(self.llm)
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
@@ -298,11 +339,21 @@ class PolicySociety:
         self.rng = generator_from_state(state["rng"])
         if isinstance(self.policy, ScriptedPolicy):
             self.policy.streak = np.asarray(state["policy"]["streak"]).copy()
+        if isinstance(self.policy, NeuroSymbolicPolicy):
+            self.policy.load_env_state(self.env, dict(state["policy"].get("llm_term", {})))
+        if self.llm is not None and "usage" in state:
+            restore_usage(self.llm, state["usage"])
         self.log = [deque(d, maxlen=LOG_LIMIT) for d in state["log"]]
         self.visited = [dict(v) for v in state["visited"]]
         self.chats = [dict(v) for v in state["chats"]]
 
     # -- console accessors --
+    def lessons(self) -> dict[str, list[str]]:
+        """The lessons in the neuro-symbolic policy's prompts (empty for a policy without an LLM)."""
+        if not isinstance(self.policy, NeuroSymbolicPolicy):
+            return {}
+        return {g: list(v) for g, v in self.policy.lessons.items()}
+
     def schedule(self, name: str) -> str:
         """The persona's daily routine (a numeric policy follows the town's itinerary)."""
         i = persona_index(self.env, name)

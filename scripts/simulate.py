@@ -8,6 +8,7 @@ The workflow of the original Generative Agents, made reliable::
     ga-simulate --name monday --resume --interactive       # the console (type help)
     ga-simulate --name watch --mind trained agent.checkpoint=outputs/artists/<run>/checkpoint.npz
     ga-simulate --name mine env.town=path/to/my_town      # a town folder of your own
+    ga-simulate --name taught --lessons outputs/artists/<run>   # a GRPO run's lessons in the prompts
 
 Positional arguments are Hydra overrides of the config (``conf/``). The simulation itself lives in
 :mod:`ga_sim.simulation`; this file only parses the command line.
@@ -40,6 +41,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--stride", type=int, default=None, help="minutes per step (default: env.stride, 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the town and the minds")
     parser.add_argument("--mind", choices=MINDS, default=None, help="who decides (default: generative if installed)")
+    parser.add_argument(
+        "--lessons",
+        metavar="RUN_OR_CHECKPOINT",
+        default=None,
+        help="put a GRPO run's lessons (its folder or checkpoint.npz) into the personas' prompts",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the named run from its last checkpoint")
     parser.add_argument("--fork", metavar="OTHER", default=None, help="start from run OTHER's latest checkpoint")
     parser.add_argument("--interactive", action="store_true", help="open the console (commands on stdin)")

@@ -14,7 +14,9 @@ One iteration (cleanrl style, top to bottom):
    (Dr. GRPO).
 3. **Loss / update**: clipped surrogate + beta * k3 KL to the frozen initial policy, several
    epochs of minibatches, analytic gradients, global-norm clipping, Adam.
-4. **Lessons**: each group's top-k trajectories become plain-language lessons for its policies.
+4. **Lessons**: each group's trajectories, ranked by group-relative advantage, become plain-language
+   lessons for its policies (:mod:`trainers.lessons`), kept in the checkpoint (``lessons``,
+   ``lessons_iteration``), TensorBoard (``lessons/<group>``) and ``lessons.md``.
 5. **Log**: TensorBoard, ``metrics.jsonl``, atomic checkpoints; a final evaluation of the
    trained policy against every baseline on the same fresh seeds (:func:`final_evaluation`,
    ``eval.json``).
@@ -53,7 +55,7 @@ from ga_env.world import IDLE, N_ACTIONS
 from trainers.evaluate import Evaluation, run_episodes, summarise
 from trainers.grpo_math import Adam, clip_grad_norm, discounted_returns, group_advantages, grpo_loss
 from trainers.heuristic_search import upper_reference
-from trainers.lessons import make_lessons
+from trainers.lessons import lessons_markdown, make_lessons, place_kinds, step_blocks
 from trainers.rollout import InProcessRollouts, RayRollouts
 from trainers.tblog import summary_writer
 
@@ -89,7 +91,16 @@ def _llm_usage(
 
 
 def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
-    """Train, evaluate and write every artefact into ``out_dir``; returns the final evaluation."""
+    """Train, evaluate and write every artefact into ``out_dir``; returns the final evaluation.
+
+    ``config_yaml`` is what ``config.yaml`` and the checkpoint record (the Hydra app passes its
+    resolved config); empty: the YAML of ``cfg`` itself, so that a checkpoint always says what it
+    is (e.g. ``agent.kind``, which ``ga-simulate --mind trained`` reads).
+    """
+    if not config_yaml:
+        from omegaconf import OmegaConf
+
+        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     tc = cfg.trainer
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(tc.seed)
@@ -101,6 +112,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     adam = Adam(policy.params, lr=tc.lr)
     start = 0
     lessons_by_group: dict[str, list[str]] = {}
+    lessons_iteration = 0  # the iteration whose rollouts made the current lessons
     if tc.resume:
         ckpt, ckpt_path = load_checkpoint(tc.resume)
         print(f"resuming from {ckpt_path} (iteration {int(ckpt['iteration'])})")
@@ -112,6 +124,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         rng.bit_generator.state = json.loads(str(ckpt["rng_state"]))
         if "lessons" in ckpt:
             lessons_by_group = json.loads(str(ckpt["lessons"]))
+            lessons_iteration = int(ckpt["lessons_iteration"]) if "lessons_iteration" in ckpt else start
             for name, lessons in lessons_by_group.items():
                 policy.set_lessons(name, lessons)
         _truncate_metrics(out_dir / "metrics.jsonl", start)
@@ -131,11 +144,14 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     g_size = tc.group_size
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
     usage_before = shared_llm_usage(cfg.agent, cfg.llm)
+    kinds = place_kinds(env.world.kind_table)  # (N, P) home / task / research / social site / street
+    start_minute = env.start_time.hour * 60 + env.start_time.minute
 
     def checkpoint(iteration: int) -> Path:
         arrays: dict[str, Any] = {"iteration": np.array(iteration), "adam_t": np.array(adam.t)}
         arrays["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
         arrays["lessons"] = np.array(json.dumps(lessons_by_group))
+        arrays["lessons_iteration"] = np.array(lessons_iteration)
         for k in policy.params:
             arrays[f"param/{k}"], arrays[f"ref/{k}"] = policy.params[k], ref.params[k]
             arrays[f"adam_m/{k}"], arrays[f"adam_v/{k}"] = adam.m[k], adam.v[k]
@@ -166,7 +182,7 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
         seed = int(rng.integers(EVAL_SEED_BASE))
         ro = rollouts.run(policy, it, seed, lessons_by_group)
         obs_buf, mask_buf, act_buf, eff_buf = ro.obs, ro.mask, ro.actions, ro.effective  # (G, T, N, ...)
-        rew_buf, place_buf, partner_buf = ro.rewards, ro.places, ro.partners
+        rew_buf, place_buf = ro.rewards, ro.places
         rollout_time = time.perf_counter() - t0
 
         # -- 2. group-relative advantages on each agent's reward-to-go ---------------------------------
@@ -199,22 +215,34 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
                 for stat, v in (*s.items(), ("grad_norm", norm)):
                     stats[stat].append(v)
 
-        # -- 4. reward-to-prompt lessons per group ------------------------------------------------------
+        # -- 4. reward-to-prompt lessons per group, from the trajectories ranked by advantage ----------
+        blocks = step_blocks(start_minute, env.stride, rew_buf.shape[1], env.world.block_by_minute)  # (T,)
+        # The trainer's group-relative advantage (same baseline and scaling) of each agent's
+        # undiscounted episode return: (G, N).
+        ep_adv, _ = group_advantages(
+            rew_buf.sum(1), g_size, tc.scale, group_by=tc.group_by, teams=teams, eps=tc.adv_eps
+        )
+        before = dict(lessons_by_group)
         for gi, name in enumerate(group_names):
             members = np.flatnonzero(teams == gi)
             lessons = make_lessons(
                 names=[env.personas[i].name for i in members],
+                group=env.groups[gi],
                 places=env.places,
                 actions=eff_buf[:, :, members],
                 place_idx=place_buf[:, :, members],
-                partners=partner_buf[:, :, members],
                 rewards=rew_buf[:, :, members],
-                advantages=adv[:, :, members],
+                advantages=ep_adv[:, members],
+                kinds=kinds[members],
+                blocks=blocks,
                 top_k=tc.top_k,
             )
             policy.set_lessons(name, lessons)
             lessons_by_group[name] = lessons
-            writer.add_text(f"lessons/{name}", "\n\n".join(lessons), it)
+            writer.add_text(f"lessons/{name}", "\n\n".join(f"- {x}" for x in lessons), it + 1)
+        lessons_iteration = it + 1
+        if lessons_by_group != before:
+            atomic_write_bytes(out_dir / "lessons.md", lessons_markdown(lessons_by_group, it + 1).encode())
 
         # -- 5. log -----------------------------------------------------------------------------------------
         ep_returns = rew_buf.sum(1)  # (G, N)
