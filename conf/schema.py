@@ -472,6 +472,13 @@ class LLMConfig:
     """Most requests in flight at once (one step's agents are asked concurrently)."""
     logprobs: bool = True
     """Ask for token logprobs to get log-preferences over choices, where the backend gives them."""
+    calibrate: bool = False
+    """Contextual calibration of choice log-preferences (Zhao et al. 2021): divide out each option's
+    probability under the same request with the user message ``"N/A"`` (asked once per system prompt and
+    choices) and choose the argmax; ``local`` always, ``openai`` when the server gives logprobs."""
+    shuffle_options: bool = False
+    """List the options of a choice in a random order in the prompt (drawn from a hash of the request, so
+    reruns are deterministic); answers keep the options' names."""
     cache: bool = True
     """Keep answers in an on-disk cache (a warm rerun makes zero calls)."""
     cache_dir: str | None = None
@@ -567,7 +574,8 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     """Global gradient-norm clip (0 = off)."""
     top_k: int = 3
-    """Trajectories per group summarised into lessons."""
+    """Personas per group given a lesson of their own (best days by group-relative advantage; plus one
+    top-vs-bottom-quartile contrast per group, trainers/lessons.py)."""
     eval_episodes: int = 50
     """Episodes (fresh seeds) per policy in the evaluations."""
     eval_every: int = 10

@@ -93,12 +93,21 @@ def make_backend(cfg: LLMConfig, cache_dir: str | os.PathLike[str] | None = None
             max_tokens_param="max_completion_tokens" if cfg.preset == "openai" else "max_tokens",
             logprobs=cfg.logprobs,
             embed_model=cfg.embed_model,
+            calibrate=cfg.calibrate,
+            shuffle_options=cfg.shuffle_options,
         )
     elif cfg.backend == "local":
         from agents.llm.local import LocalBackend
 
         assert cfg.model_path is not None
-        inner = LocalBackend(model_path=cfg.model_path, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads, model=cfg.model)
+        inner = LocalBackend(
+            model_path=cfg.model_path,
+            n_ctx=cfg.n_ctx,
+            n_threads=cfg.n_threads,
+            model=cfg.model,
+            calibrate=cfg.calibrate,
+            shuffle_options=cfg.shuffle_options,
+        )
     else:  # LLMConfig.__post_init__ already rejects it; kept for direct callers
         raise ValueError(f"config: llm.backend: {cfg.backend!r} is unknown. Fix: use scripted, openai or local")
 

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.llm.base import LLMFault, LLMRequest, normalise_logprobs
+from agents.llm.calibrate import ContentFreePriors, calibrate, in_order, sample_choice, shuffle_request
 from agents.llm.reliable import RawAnswer
 from agents.llm.sanitize import neutralise_markers
 
@@ -65,6 +66,14 @@ class LocalBackend:
       :meth:`chat_tokens`).
     - llama.cpp contexts are not thread-safe: calls are serialised by a lock, and async calls
       run in a worker thread.
+    - ``calibrate``: choice log-probabilities are contextually calibrated
+      (:func:`agents.llm.calibrate.calibrate`, Zhao et al. 2021) against the same request with its
+      user message replaced by ``"N/A"``, scored once per system prompt and choices and kept;
+      ``shuffle_options``: the choices are listed in the prompt in a random order drawn from a hash
+      of the request (:func:`agents.llm.calibrate.shuffle_request`). Either way the answer is the
+      argmax (at temperature 0; else a draw) of the reported ``choice_logprobs``, in the request's
+      order. With either option on, ``name`` becomes ``local+calibrate``/``local+shuffle``... so that
+      cached answers of another setting are not reused (the cache key has the backend's name).
 
     Args:
         model_path: the ``.gguf`` file.
@@ -72,6 +81,8 @@ class LocalBackend:
         n_threads: CPU threads (2 on the reference machine).
         model: reported model name (default: the file's stem).
         seed: llama.cpp's default sampling seed.
+        calibrate: contextual calibration of choice log-probabilities (``llm.calibrate``).
+        shuffle_options: list the choices in a random (deterministic) order (``llm.shuffle_options``).
     """
 
     name = "local"
@@ -85,6 +96,8 @@ class LocalBackend:
         n_threads: int = 2,
         model: str | None = None,
         seed: int = 0,
+        calibrate: bool = False,
+        shuffle_options: bool = False,
     ) -> None:
         try:
             import llama_cpp
@@ -123,6 +136,11 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._choice_tokens: dict[str, list[int]] = {}
         self._control: dict[int, bool] = {}
+        self.calibrate = calibrate
+        self.shuffle_options = shuffle_options
+        self.priors = ContentFreePriors()
+        if calibrate or shuffle_options:
+            self.name = "+".join(["local"] + ["calibrate"] * calibrate + ["shuffle"] * shuffle_options)
 
     def __repr__(self) -> str:
         return f"LocalBackend(model={self.model!r}, path={str(self.model_path)!r})"
@@ -249,22 +267,28 @@ class LocalBackend:
     # --- calls ------------------------------------------------------------------------------
     def call(self, request: LLMRequest) -> RawAnswer:
         with self._lock:
-            tokens = self.prompt_tokens(request)
-            budget = self._llm.n_ctx() - (1 if request.choices else request.max_tokens)
-            if len(tokens) > budget:
-                raise LLMFault(
-                    "prompt_too_long",
-                    f"{len(tokens)} prompt tokens + {request.max_tokens} answer tokens exceed n_ctx="
-                    f"{self._llm.n_ctx()} (raise llm.n_ctx or shorten the prompt)",
-                )
+            asked = shuffle_request(request) if self.shuffle_options and request.choices else request
+            tokens = self._checked_tokens(asked)
             try:
                 if request.choices:
-                    return self._choose(request, tokens)
+                    return self._choose(request, asked, tokens)
                 return self._generate(request, tokens)
             except LLMFault:
                 raise
             except Exception as exc:
                 raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
+
+    def _checked_tokens(self, request: LLMRequest) -> list[int]:
+        """The prompt's tokens; a ``prompt_too_long`` fault when they leave no room for the answer."""
+        tokens = self.prompt_tokens(request)
+        budget = self._llm.n_ctx() - (1 if request.choices else request.max_tokens)
+        if len(tokens) > budget:
+            raise LLMFault(
+                "prompt_too_long",
+                f"{len(tokens)} prompt tokens + {request.max_tokens} answer tokens exceed n_ctx="
+                f"{self._llm.n_ctx()} (raise llm.n_ctx or shorten the prompt)",
+            )
+        return tokens
 
     async def acall(self, request: LLMRequest) -> RawAnswer:
         return await asyncio.to_thread(self.call, request)
@@ -272,22 +296,27 @@ class LocalBackend:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32] | None:
         return None  # a chat context has no embedding output: callers use their own embedder
 
-    def _choose(self, request: LLMRequest, tokens: list[int]) -> RawAnswer:
-        logp = self.choice_logprobs(tokens, request.choices)
-        names = list(logp)
-        values = np.array([logp[c] for c in names])
-        if request.temperature == 0.0:
-            choice = names[int(np.argmax(values))]
-        else:
-            z = values / request.temperature
-            p = np.exp(z - z.max())
-            choice = names[int(np.random.default_rng(request.seed).choice(len(names), p=p / p.sum()))]
+    def _choose(self, request: LLMRequest, asked: LLMRequest, tokens: list[int]) -> RawAnswer:
+        """Score the choices after ``tokens`` (the prompt of ``asked``: ``request``, maybe shuffled)."""
+        logp = in_order(self.choice_logprobs(tokens, asked.choices), request.choices)
+        if self.calibrate:
+            prior = self.priors.get(request, self.content_free_logprobs)
+            if prior is not None:
+                logp = calibrate(logp, prior)
+        choice = sample_choice(logp, request.temperature, request.seed)
         return RawAnswer(
             text=choice,
             prompt_tokens=len(tokens),
             completion_tokens=len(self._tokens_of(choice)),
             choice_logprobs=logp,
         )
+
+    def content_free_logprobs(self, request: LLMRequest) -> dict[str, float]:
+        """Choice log-probabilities of a content-free request (:func:`agents.llm.calibrate.content_free_request`).
+
+        Called with the lock held (from :meth:`call`).
+        """
+        return self.choice_logprobs(self._checked_tokens(request), request.choices)
 
     def choice_logprobs(self, tokens: list[int], choices: Sequence[str]) -> dict[str, float]:
         """Log-probabilities of each choice as the answer to ``tokens``, renormalised over the choices."""

@@ -9,7 +9,14 @@ environment variable NAMED by the config when a client is created; it lives only
   ``json_object`` plus the schema, which llama.cpp's server enforces and the prompt repeats for
   providers that only have JSON mode); a choice is a schema ``{"choice": {"enum": choices}}``.
 - Log-preferences over choices: from ``logprobs``/``top_logprobs`` of the token where the chosen
-  value starts, when the server gives them.
+  value starts, when the server gives them. When they are reported, the returned choice is their
+  argmax at temperature 0 (a server's grammar-constrained decoding can emit another option than
+  the one its logprobs rank first: 3 of 48 decisions of llama.cpp's server did); the answer text
+  is then ``{"choice": <argmax>}``. At temperature > 0 the server's draw is kept.
+- ``calibrate``: contextual calibration of the choice log-preferences (Zhao et al. 2021,
+  :mod:`agents.llm.calibrate`) against the same request with the user message ``"N/A"``, asked once
+  per system prompt and choices (its tokens are counted in the call that asked it); needs logprobs.
+  ``shuffle_options``: the choices are listed in a random order drawn from a hash of the request.
 - The client's own retries are off (``max_retries=0``): the reliability layer retries with
   tenacity and counts every fault by kind. Timeouts are the client's (``timeout_s``), with a
   connect timeout of at most 5 s so that an unreachable host fails fast.
@@ -22,6 +29,7 @@ environment variable NAMED by the config when a client is created; it lives only
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -35,7 +43,15 @@ import numpy as np
 import numpy.typing as npt
 import openai
 
-from agents.llm.base import LLMFault, LLMRequest, match_choice, normalise_logprobs
+from agents.llm.base import LLMFault, LLMRequest, match_choice, normalise_logprobs, validate_answer
+from agents.llm.calibrate import (
+    ContentFreePriors,
+    calibrate,
+    content_free_request,
+    in_order,
+    sample_choice,
+    shuffle_request,
+)
 from agents.llm.reliable import RawAnswer
 from agents.llm.sanitize import neutralise_markers
 
@@ -70,6 +86,10 @@ class OpenAIBackend:
         max_tokens_param: ``max_tokens`` or ``max_completion_tokens``.
         logprobs: ask for token logprobs when a request wants choice log-preferences.
         embed_model: embedding model (None: :meth:`embed` returns None).
+        calibrate: contextual calibration of choice log-preferences (``llm.calibrate``; with logprobs).
+        shuffle_options: list the choices in a random (deterministic) order (``llm.shuffle_options``).
+            With either option on, ``name`` becomes ``openai+calibrate``/``openai+shuffle``... so that
+            cached answers of another setting are not reused (the cache key has the backend's name).
     """
 
     name = "openai"
@@ -86,6 +106,8 @@ class OpenAIBackend:
         max_tokens_param: str = "max_tokens",
         logprobs: bool = True,
         embed_model: str | None = None,
+        calibrate: bool = False,
+        shuffle_options: bool = False,
     ) -> None:
         if structured not in ("json_schema", "json_object"):
             raise ValueError(f"OpenAIBackend: structured: {structured!r} is unknown. Fix: json_schema or json_object")
@@ -97,6 +119,11 @@ class OpenAIBackend:
         self.max_tokens_param = max_tokens_param
         self.logprobs = logprobs
         self.embed_model = embed_model
+        self.calibrate = calibrate
+        self.shuffle_options = shuffle_options
+        self.priors = ContentFreePriors()
+        if calibrate or shuffle_options:
+            self.name = "+".join(["openai"] + ["calibrate"] * calibrate + ["shuffle"] * shuffle_options)
         self._sync: openai.OpenAI | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
@@ -188,17 +215,76 @@ class OpenAIBackend:
 
     def call(self, request: LLMRequest) -> RawAnswer:
         try:
-            completion = self._client().chat.completions.create(**self.params(request))
-            return self._parse(request, completion)
+            asked = self._asked(request)
+            raw = self._parse(asked, self._client().chat.completions.create(**self.params(asked)))
+            extra = (0, 0)
+            prior = None
+            if self._calibrates(request, raw):
+                key, found, prior = self.priors.lookup(request)
+                if not found:
+                    free = content_free_request(request)
+                    cf = self._parse(free, self._client().chat.completions.create(**self.params(free)))
+                    prior, extra = self.priors.store(key, cf.choice_logprobs), (cf.prompt_tokens, cf.completion_tokens)
+            return self._finish(request, raw, prior, extra)
         except Exception as exc:
             raise fault_of(exc) from exc
 
     async def acall(self, request: LLMRequest) -> RawAnswer:
         try:
-            completion = await self._aclient().chat.completions.create(**self.params(request))
-            return self._parse(request, completion)
+            asked = self._asked(request)
+            raw = self._parse(asked, await self._aclient().chat.completions.create(**self.params(asked)))
+            extra = (0, 0)
+            prior = None
+            if self._calibrates(request, raw):
+                key, found, prior = self.priors.lookup(request)
+                if not found:
+                    free = content_free_request(request)
+                    completion = await self._aclient().chat.completions.create(**self.params(free))
+                    cf = self._parse(free, completion)
+                    prior, extra = self.priors.store(key, cf.choice_logprobs), (cf.prompt_tokens, cf.completion_tokens)
+            return self._finish(request, raw, prior, extra)
         except Exception as exc:
             raise fault_of(exc) from exc
+
+    def _asked(self, request: LLMRequest) -> LLMRequest:
+        """What is sent for ``request``: its choices maybe shuffled, logprobs asked for when calibrating."""
+        if not request.choices:
+            return request
+        asked = shuffle_request(request) if self.shuffle_options else request
+        if self.calibrate and self.logprobs and not asked.want_logprobs:
+            asked = dataclasses.replace(asked, want_logprobs=True)
+        return asked
+
+    def _calibrates(self, request: LLMRequest, raw: RawAnswer) -> bool:
+        return self.calibrate and bool(request.choices) and raw.choice_logprobs is not None
+
+    def _finish(
+        self, request: LLMRequest, raw: RawAnswer, prior: Mapping[str, float] | None, extra: tuple[int, int]
+    ) -> RawAnswer:
+        """The answer to ``request``: log-preferences in its order, calibrated, and the choice their argmax.
+
+        At temperature 0 (or when calibrated), the choice is the argmax (or a draw, at temperature
+        > 0) of the reported log-preferences, and the text says so when the server answered
+        another option. An answer that is not a valid choice is returned unchanged (the
+        reliability layer counts its fault).
+        """
+        raw.prompt_tokens += extra[0]
+        raw.completion_tokens += extra[1]
+        if not request.choices or raw.choice_logprobs is None:
+            return raw
+        logp = in_order(raw.choice_logprobs, request.choices)
+        if prior is not None:
+            logp = calibrate(logp, prior)
+        raw.choice_logprobs = logp
+        try:
+            answered = validate_answer(request, raw.text, truncated=raw.truncated).choice
+        except LLMFault:
+            return raw
+        if request.temperature == 0.0 or prior is not None:
+            choice = sample_choice(logp, request.temperature, request.seed)
+            if choice != answered:
+                raw.text = json.dumps({"choice": choice})
+        return raw
 
     def _parse(self, request: LLMRequest, completion: Any) -> RawAnswer:
         if not completion.choices:
@@ -266,7 +352,9 @@ def choice_logprobs_from_tokens(
     for token, logprob, alternatives in tokens:
         if offset <= start < offset + len(token):
             head = text[offset:start]  # part of the token before the value (e.g. '"')
-            alts = list(alternatives) or [(token, logprob)]
+            alts = list(alternatives)
+            if all(alt != token for alt, _ in alts):  # the emitted token counts even when not among the top ones
+                alts.append((token, logprob))
             mass: dict[str, float] = {}
             for alt, lp in alts:
                 if not alt.startswith(head):
