@@ -193,7 +193,8 @@ class GenerativeAgent:
         self.set_lessons(state["lessons"])
 
 
-def _profiles(env: TownEnv) -> list[PersonaProfile]:
+def persona_profiles(env: TownEnv) -> list[PersonaProfile]:
+    """Every persona of ``env`` as a prompt profile (home, task, research and social places by name)."""
     groups = {g.name: g for g in env.groups}
     out = []
     places = env.places
@@ -244,7 +245,7 @@ class GenerativeSociety:
         self.cfg = cfg or GenerativeConfig()
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self.agents: list[GenerativeAgent] = [GenerativeAgent(p, embedder, self.cfg) for p in _profiles(env)]
+        self.agents: list[GenerativeAgent] = [GenerativeAgent(p, embedder, self.cfg) for p in persona_profiles(env)]
         self._by_name: dict[str, int] = {}
         for i, a in enumerate(self.agents):
             self._by_name[a.name.lower()] = i

@@ -78,9 +78,9 @@ class _EnvState:
 
 
 def _profiles(env: TownEnv) -> list[PersonaProfile]:
-    from agents.generative import _profiles as build
+    from agents.generative import persona_profiles  # lazily: the generative mind is heavy to import
 
-    return build(env)
+    return persona_profiles(env)
 
 
 def mask_from_obs(obs: npt.NDArray[np.floating]) -> npt.NDArray[np.int8]:

@@ -406,8 +406,9 @@ class ReplayServer(socketserver.TCPServer):
         traceback.print_exc(file=sys.stderr)
 
     def handle_request(self) -> None:
-        """Not supported: requests are read by :meth:`serve_forever`'s loop."""
-        raise NotImplementedError("ReplayServer serves with serve_forever() (or start())")
+        """Refused on purpose: request heads are read by :meth:`serve_forever`'s own loop (no thread per
+        connection), which ``socketserver``'s one-request API would bypass."""
+        raise RuntimeError("ReplayServer: handle_request: unsupported. Fix: use serve_forever() or start()")
 
     def shutdown(self) -> None:
         """Stop :meth:`serve_forever` (called from another thread) and wait until it has returned."""

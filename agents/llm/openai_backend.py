@@ -217,14 +217,11 @@ class OpenAIBackend:
         try:
             asked = self._asked(request)
             raw = self._parse(asked, self._client().chat.completions.create(**self.params(asked)))
+            key, prior, free = self._prior(request, raw)
             extra = (0, 0)
-            prior = None
-            if self._calibrates(request, raw):
-                key, found, prior = self.priors.lookup(request)
-                if not found:
-                    free = content_free_request(request)
-                    cf = self._parse(free, self._client().chat.completions.create(**self.params(free)))
-                    prior, extra = self.priors.store(key, cf.choice_logprobs), (cf.prompt_tokens, cf.completion_tokens)
+            if free is not None:
+                cf = self._parse(free, self._client().chat.completions.create(**self.params(free)))
+                prior, extra = self._store_prior(key, cf)
             return self._finish(request, raw, prior, extra)
         except Exception as exc:
             raise fault_of(exc) from exc
@@ -233,15 +230,11 @@ class OpenAIBackend:
         try:
             asked = self._asked(request)
             raw = self._parse(asked, await self._aclient().chat.completions.create(**self.params(asked)))
+            key, prior, free = self._prior(request, raw)
             extra = (0, 0)
-            prior = None
-            if self._calibrates(request, raw):
-                key, found, prior = self.priors.lookup(request)
-                if not found:
-                    free = content_free_request(request)
-                    completion = await self._aclient().chat.completions.create(**self.params(free))
-                    cf = self._parse(free, completion)
-                    prior, extra = self.priors.store(key, cf.choice_logprobs), (cf.prompt_tokens, cf.completion_tokens)
+            if free is not None:
+                cf = self._parse(free, await self._aclient().chat.completions.create(**self.params(free)))
+                prior, extra = self._store_prior(key, cf)
             return self._finish(request, raw, prior, extra)
         except Exception as exc:
             raise fault_of(exc) from exc
@@ -254,6 +247,17 @@ class OpenAIBackend:
         if self.calibrate and self.logprobs and not asked.want_logprobs:
             asked = dataclasses.replace(asked, want_logprobs=True)
         return asked
+
+    def _prior(self, request: LLMRequest, raw: RawAnswer) -> tuple[Any, Any, LLMRequest | None]:
+        """``(cache key, cached content-free prior, the content-free request to ask when it is not cached)``."""
+        if not self._calibrates(request, raw):
+            return None, None, None
+        key, found, prior = self.priors.lookup(request)
+        return key, prior, None if found else content_free_request(request)
+
+    def _store_prior(self, key: Any, cf: RawAnswer) -> tuple[Any, tuple[int, int]]:
+        """Cache the content-free answer's log-probs; returns them and the extra call's token counts."""
+        return self.priors.store(key, cf.choice_logprobs), (cf.prompt_tokens, cf.completion_tokens)
 
     def _calibrates(self, request: LLMRequest, raw: RawAnswer) -> bool:
         return self.calibrate and bool(request.choices) and raw.choice_logprobs is not None

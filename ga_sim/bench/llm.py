@@ -44,7 +44,7 @@ import numpy as np
 
 from agents.cognition.execute import OPTION_TEXT, decide_request
 from agents.cognition.prompts import PersonaProfile, quote, render, system_prompt
-from agents.generative import make_town
+from agents.generative import make_town, persona_profiles
 from agents.llm import LLMRequest, ReliableBackend, make_backend
 from conf.schema import LLMConfig
 from ga_env import ACTION_NAMES
@@ -75,30 +75,14 @@ def town_prompts(n_personas: int, n_moments: int, seed: int = 0) -> tuple[list[P
     """Profiles of ``n_personas`` personas and, for each, its text observation at ``n_moments`` steps."""
     env = make_town(groups=GROUPS)
     _obs, infos = env.reset(seed=seed)
-    groups = {g.name: g for g in env.groups}
-    places = env.places
-
-    def sites(mask: np.ndarray) -> tuple[str, ...]:
-        return tuple(places[k] for k in np.flatnonzero(mask))
-
-    profiles = [
-        PersonaProfile(
-            persona=p,
-            group=groups[p.group],
-            home=places[int(env.home[i])],
-            task_places=sites(env.is_task_site[i]),
-            research_places=sites(env.is_research_site[i]),
-            social_places=sites(env.is_social_site[i]),
-        )
-        for i, p in enumerate(env.personas)
-    ]
+    profiles = persona_profiles(env)
     pick = np.linspace(0, len(profiles) - 1, n_personas).round().astype(int)
     texts: list[list[str]] = [[] for _ in pick]
     rng = np.random.default_rng(seed)
     for _ in range(n_moments):
         for _ in range(6):  # an hour of random play between two moments
             actions = {
-                a: {"action": int(rng.integers(4)), "target": len(places), "partner": len(env.agents)}
+                a: {"action": int(rng.integers(4)), "target": len(env.places), "partner": len(env.agents)}
                 for a in env.agents
             }
             _obs, _r, _te, _tr, infos = env.step(actions)
