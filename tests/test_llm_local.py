@@ -7,6 +7,7 @@ badly when the cores are oversubscribed.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 from collections.abc import Iterator
@@ -80,6 +81,26 @@ def test_kv_cache_reuse_does_not_change_the_answer(backend: ReliableBackend) -> 
     assert first.choice_logprobs is not None and again.choice_logprobs is not None
     for k in ACTIONS:
         assert math.isclose(first.choice_logprobs[k], again.choice_logprobs[k], abs_tol=1e-3)
+
+
+def test_saved_system_prefix_restores_the_same_logits(backend: ReliableBackend) -> None:
+    """Personas asked in turn: each system message's KV state is restored, never re-evaluated, and
+    the answers equal those of a context that evaluated every prompt from scratch."""
+    inner = backend.inner
+    systems = [SYSTEM, SYSTEM.replace("Ada Lindqvist, a painter", "Ben Okafor, a potter"), "You are Cara, a baker."]
+    requests = [
+        dataclasses.replace(decide(f"It is {h}:00. You are at the cafe."), system=s) for h in (9, 10) for s in systems
+    ]
+    hits = inner.prefix_hits  # type: ignore[attr-defined]
+    answers = [inner.call(r) for r in requests]  # type: ignore[attr-defined]
+    assert inner.prefix_hits - hits >= len(systems)  # type: ignore[attr-defined]  # the second round restores
+    for request, answer in zip(requests, answers, strict=True):
+        inner._llm.reset()  # type: ignore[attr-defined]  # an empty context: the whole prompt is evaluated
+        inner._prefix_states.clear()  # type: ignore[attr-defined]
+        fresh = inner.call(request)  # type: ignore[attr-defined]
+        assert answer.choice_logprobs is not None and fresh.choice_logprobs is not None
+        for k in ACTIONS:
+            assert math.isclose(answer.choice_logprobs[k], fresh.choice_logprobs[k], abs_tol=1e-4)
 
 
 def test_multi_token_choices_and_seeded_sampling(backend: ReliableBackend) -> None:

@@ -16,6 +16,8 @@ llama.cpp parses even with special tokens disabled, user-defined ones such as ``
 from __future__ import annotations
 
 import asyncio
+import collections
+import ctypes
 import importlib.util
 import json
 import os
@@ -61,7 +63,11 @@ class LocalBackend:
       ``n_ctx × n_vocab`` floats, 400 MB for SmolLM2 at 2048 tokens).
     - JSON answers are generated under a ``LlamaGrammar`` built from the request's schema.
     - The KV cache keeps the longest common token prefix between calls: put what is shared
-      (the persona's system prompt) first and the per-step question last.
+      (the persona's system prompt) first and the per-step question last. Besides, the KV state
+      at the end of each of the last :data:`PREFIX_STATES` distinct system messages is kept
+      (``llama_state_seq_get_data``, a few MB each) and restored when a prompt starts with it
+      while the context holds another persona's: personas asked in turn re-evaluate only their
+      user message (``prefix_hits`` counts the restores).
     - Only the chat template's own markers become special tokens (see the module docstring and
       :meth:`chat_tokens`).
     - llama.cpp contexts are not thread-safe: calls are serialised by a lock, and async calls
@@ -136,6 +142,9 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._choice_tokens: dict[str, list[int]] = {}
         self._control: dict[int, bool] = {}
+        self._prefix_states: collections.OrderedDict[tuple[int, ...], bytes] = collections.OrderedDict()
+        self.prefix_hits = 0
+        self._keep = 0  # prefix of the prompt being answered worth keeping (end of its system message)
         self.calibrate = calibrate
         self.shuffle_options = shuffle_options
         self.priors = ContentFreePriors()
@@ -213,9 +222,18 @@ class LocalBackend:
         whole prompt tokenized with special tokens enabled; with markers, these stay plain text.
         ``messages`` are used as given (:meth:`prompt_tokens` neutralises them first).
         """
+        return self._chat_tokens(messages)[0]
+
+    def _chat_tokens(self, messages: Sequence[dict[str, str]]) -> tuple[list[int], int]:
+        """:meth:`chat_tokens` and the end of the first message's content in them (0 if none).
+
+        The first message's tokens never depend on what follows (a control token ends its raw
+        text run), so prompts with the same first message share exactly this prefix.
+        """
         llm = self._llm
         ids: list[int] = [llm.token_bos()] if self._add_bos else []
         run: list[str] = []  # raw text since the last control token
+        seen_content, first_end = False, 0
 
         def flush() -> None:
             if run:
@@ -225,15 +243,18 @@ class LocalBackend:
         for text, fixed in self.segments(messages):
             if not fixed:
                 run.append(text)
+                seen_content = True
                 continue
             for part, control in self._split_control(text):
                 if control is None:
                     run.append(part)
                 else:
                     flush()
+                    if seen_content and not first_end:
+                        first_end = len(ids)
                     ids.append(control)
         flush()
-        return ids
+        return ids, first_end
 
     def _split_control(self, text: str) -> list[tuple[str, int | None]]:
         """Template text cut at its control tokens: ``(raw text, None)`` and ``(token text, token id)`` pieces."""
@@ -279,8 +300,11 @@ class LocalBackend:
                 raise LLMFault("backend_error", f"{type(exc).__name__}: {exc}") from exc
 
     def _checked_tokens(self, request: LLMRequest) -> list[int]:
-        """The prompt's tokens; a ``prompt_too_long`` fault when they leave no room for the answer."""
-        tokens = self.prompt_tokens(request)
+        """The prompt's tokens; a ``prompt_too_long`` fault when they leave no room for the answer.
+
+        Sets ``self._keep`` (the end of the system message) for :meth:`_eval` (lock held).
+        """
+        tokens, self._keep = self._chat_tokens(self.messages(request))
         budget = self._llm.n_ctx() - (1 if request.choices else request.max_tokens)
         if len(tokens) > budget:
             raise LLMFault(
@@ -338,21 +362,69 @@ class LocalBackend:
     def _eval(self, tokens: list[int]) -> npt.NDArray[np.float32]:
         """Next-token logits after ``tokens``, evaluating only the part not already in the KV cache."""
         llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens]
-        n = len(tokens)
-        limit = min(len(cached), n)
-        same = np.asarray(cached[:limit]) == np.asarray(tokens[:limit], dtype=cached.dtype)
-        prefix = int(np.argmin(same)) if not same.all() else limit
-        prefix = min(prefix, n - 1)  # at least one token is evaluated, so its logits are fresh
+        prefix = min(self._prime(tokens), len(tokens) - 1)  # at least one token is evaluated: fresh logits
         llm.n_tokens = prefix
         llm.eval(tokens[prefix:])
         logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(self._n_vocab,))
         return np.array(logits, dtype=np.float32)
 
+    def _prime(self, tokens: list[int]) -> int:
+        """Make the context hold the longest prefix of ``tokens`` it can cheaply; returns its length.
+
+        That is the common prefix with what the context holds, or, when that is shorter than the
+        system message (``self._keep`` tokens), the system message itself: its saved KV state is
+        restored (or evaluated and saved).
+        """
+        llm = self._llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = len(tokens)
+        limit = min(len(cached), n)
+        same = np.asarray(cached[:limit]) == np.asarray(tokens[:limit], dtype=cached.dtype)
+        prefix = int(np.argmin(same)) if not same.all() else limit
+        keep = self._keep if self._keep < n else 0
+        if prefix >= keep:
+            return prefix
+        key = tuple(tokens[:keep])
+        state = self._prefix_states.get(key)
+        if state is None:
+            llm.n_tokens = prefix
+            llm.eval(tokens[prefix:keep])
+            self._save_prefix(key)
+        else:
+            self._restore_prefix(key, state)
+        return keep
+
+    def _save_prefix(self, key: tuple[int, ...]) -> None:
+        """Keep the context's KV state (which holds exactly ``key``) under ``key`` (LRU)."""
+        lib, ctx = self._llama_cpp, self._llm._ctx.ctx
+        size = int(lib.llama_state_seq_get_size(ctx, 0))
+        buf = (ctypes.c_uint8 * size)()
+        written = int(lib.llama_state_seq_get_data(ctx, buf, size, 0))
+        if written <= 0:
+            return  # nothing saved: the next prompt evaluates its prefix again
+        self._prefix_states[key] = bytes(memoryview(buf)[:written])
+        while len(self._prefix_states) > PREFIX_STATES:
+            self._prefix_states.popitem(last=False)
+
+    def _restore_prefix(self, key: tuple[int, ...], state: bytes) -> None:
+        """Load the KV state saved for ``key`` into the context (which then holds exactly ``key``)."""
+        lib, llm = self._llama_cpp, self._llm
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if int(lib.llama_state_seq_set_data(llm._ctx.ctx, buf, len(state), 0)) == 0:
+            del self._prefix_states[key]  # refused: evaluate the prefix instead
+            llm.n_tokens = 0
+            llm.eval(list(key))
+            return
+        llm.n_tokens = len(key)
+        llm.input_ids[: len(key)] = key
+        self._prefix_states.move_to_end(key)
+        self.prefix_hits += 1
+
     def _generate(self, request: LLMRequest, tokens: list[int]) -> RawAnswer:
         grammar = None
         if request.schema is not None:
             grammar = self._llama_cpp.LlamaGrammar.from_json_schema(json.dumps(request.schema), verbose=False)
+        self._prime(tokens)  # create_completion reuses the context's common prefix with the prompt
         out = self._llm.create_completion(
             prompt=tokens,
             max_tokens=request.max_tokens,
@@ -370,6 +442,9 @@ class LocalBackend:
             truncated=first["finish_reason"] == "length",
         )
 
+
+PREFIX_STATES = 32
+"""System-message KV states kept by a :class:`LocalBackend` (about 23 KB per token for SmolLM2-135M)."""
 
 _SLOT = "\ue000{}\ue001"
 """Placeholder of message ``i``'s content while the template renders (private-use code points)."""
