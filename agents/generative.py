@@ -65,11 +65,11 @@ class GenerativeConfig:
     lang: str = "en"
     """Prompt language: ``en`` or ``zh``."""
     bandwidth: int = 3
-    """Attention bandwidth: events perceived per step."""
+    """Attention bandwidth: events perceived per step (a persona's ``att_bandwidth`` overrides it)."""
     retention: int = 5
-    """Latest event memories checked before storing a repeat."""
+    """Latest event memories checked before storing a repeat (a persona's ``retention`` overrides it)."""
     vision_radius: int | None = None
-    """Tiles a persona sees (None = the env's ``Dynamics.vision_radius``)."""
+    """Tiles a persona sees (None = the env's ``Dynamics.vision_radius``; a persona's own overrides it)."""
     reflect_threshold: float = 150.0
     """Summed poignancy since the last reflection that triggers one."""
     focal_points: int = 3
@@ -145,6 +145,12 @@ class GenerativeAgent:
 
     def __init__(self, profile: PersonaProfile, embedder: Embedder, cfg: GenerativeConfig) -> None:
         self.profile, self.cfg = profile, cfg
+        p = profile.persona
+        # Attention (the original's scratch.vision_r / att_bandwidth / retention): the persona's own, else the config's.
+        self.vision_radius: int | None = p.vision_radius if p.vision_radius is not None else cfg.vision_radius
+        """Tiles the persona sees (None = the env's ``Dynamics.vision_radius``)."""
+        self.att_bandwidth: int = p.att_bandwidth if p.att_bandwidth is not None else cfg.bandwidth
+        self.retention: int = p.retention if p.retention is not None else cfg.retention
         self.memory = MemoryStream(embedder, cfg.weights, cfg.memory_capacity)
         self.spatial = SpatialMemory()
         for place in profile.places:
@@ -246,6 +252,11 @@ class GenerativeSociety:
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.agents: list[GenerativeAgent] = [GenerativeAgent(p, embedder, self.cfg) for p in persona_profiles(env)]
+        # Each persona's attention as arrays for the vectorised perceive step, (N,) each.
+        radius = env.dynamics.vision_radius
+        self.vision_radius = np.array([radius if a.vision_radius is None else a.vision_radius for a in self.agents])
+        self.att_bandwidth = np.array([a.att_bandwidth for a in self.agents])
+        self.retention = np.array([a.retention for a in self.agents])
         self._by_name: dict[str, int] = {}
         for i, a in enumerate(self.agents):
             self._by_name[a.name.lower()] = i
@@ -350,14 +361,16 @@ class GenerativeSociety:
             a.scratch.perceived = str(self._infos.get(env.possible_agents[self.agents.index(a)], {}).get("text", ""))
 
         # -- 1. perceive: new events, rated for poignancy in one batch -----------------------------
-        radius = cfg.vision_radius if cfg.vision_radius is not None else env.dynamics.vision_radius
-        pending: list[tuple[int, perceive.Event]] = []
         for i, a in enumerate(self.agents):
             a.spatial.learn(env.address_of(i))
-            for ev in perceive.perceive(
-                env, i, a.memory, xy=xy, vision_radius=radius, bandwidth=cfg.bandwidth, retention=cfg.retention
-            ):
-                pending.append((i, ev))
+        pending = perceive.perceive(
+            env,
+            [a.memory for a in self.agents],
+            xy=xy,
+            vision_radius=self.vision_radius,
+            bandwidth=self.att_bandwidth,
+            retention=self.retention,
+        )
         answers = self._ask(
             [perceive.poignancy_request(self.agents[i].profile, self.agents[i].system, ev.description, cfg.lang)
              for i, ev in pending]

@@ -15,8 +15,8 @@ the cosine similarity of the memory to the focal point and **task resonance** it
 similarity to the persona's group task. The defaults are the original's (recency 0.5,
 relevance 3, importance 2; top 30) plus task resonance 1. Retrieved memories are marked accessed.
 
-:class:`SpatialMemory` is the persona's map knowledge (sector → arena → objects), grown as it
-perceives places.
+:class:`SpatialMemory` is the persona's map knowledge (world, then sector → arena → objects),
+grown as it perceives places; every place reads ``world:sector:arena[:object]``.
 """
 
 from __future__ import annotations
@@ -478,21 +478,49 @@ def _minmax(x: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
 
 @dataclass
 class SpatialMemory:
-    """What a persona knows of the map: ``{sector: {arena: [objects]}}`` (the original's tree)."""
+    """What a persona knows of the map: ``{sector: {arena: [objects]}}`` in the world ``world``.
+
+    The original's tree is ``world → sector → arena → objects``; one persona lives in one world, so
+    the world is kept once (``world``, learnt from the first full address) and every place reads
+    ``world:sector:arena[:object]`` (:meth:`addresses`), as ``TownMap.address`` writes it.
+    """
 
     tree: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    world: str = ""
+    _legacy: bool = field(default=False, repr=False, compare=False)  # loaded from a checkpoint without "world"
 
     def learn(self, address: str) -> None:
-        """Add an address ``town:sector:arena[:object]`` or ``sector:arena`` to the tree."""
-        parts = address.split(":")
-        if len(parts) >= 4:
+        """Add a full address ``world:sector:arena[:object]`` or a place ``sector:arena`` to the tree.
+
+        Three parts are ``world:sector:arena`` (the town map's address of a tile without an
+        object), never ``sector:arena:object``: the world is never taken for a sector.
+        """
+        parts = [part.strip() for part in address.split(":")]
+        if len(parts) >= 3:
+            if not self.world:
+                self.world = parts[0]
+                if self._legacy:
+                    self._fold_world_sector()
             parts = parts[1:]
-        if len(parts) < 2:
+        if len(parts) < 2 or not parts[0] or not parts[1]:
             return
         arenas = self.tree.setdefault(parts[0], {})
         objects = arenas.setdefault(parts[1], [])
         if len(parts) > 2 and parts[2] and parts[2] not in objects:
             objects.append(parts[2])
+
+    def _fold_world_sector(self) -> None:
+        """Repair a tree of an earlier version, which stored ``world:sector:arena`` as sector ``world``."""
+        branch = self.tree.pop(self.world, None)
+        for sector, arenas in (branch or {}).items():
+            for arena in arenas:
+                self.tree.setdefault(sector, {}).setdefault(arena, [])
+
+    def addresses(self) -> list[str]:
+        """Every known place as ``world:sector:arena`` in the order learnt (``sector:arena`` while the world is
+        unknown)."""
+        prefix = f"{self.world}:" if self.world else ""
+        return [f"{prefix}{sector}:{arena}" for sector, arenas in self.tree.items() for arena in arenas]
 
     def knows(self, place: str) -> bool:
         """Whether ``sector:arena`` is known."""
@@ -500,13 +528,12 @@ class SpatialMemory:
         return arena in self.tree.get(sector, {})
 
     def describe(self) -> str:
-        """The tree as indented text (``print persona spatial memory``)."""
-        lines = []
-        for sector, arenas in self.tree.items():
-            lines.append(sector)
-            for arena, objects in arenas.items():
-                lines.append(f"  {arena}" + (f": {', '.join(objects)}" if objects else ""))
-        return "\n".join(lines)
+        """One line per known place, ``world:sector:arena``, with the objects seen there in brackets."""
+        objects = [o for arenas in self.tree.values() for o in arenas.values()]
+        return "\n".join(
+            address + (f"  [{', '.join(objs)}]" if objs else "")
+            for address, objs in zip(self.addresses(), objects, strict=True)
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The tree, and the order in which its places were learnt (``order``: checkpoints store dict
@@ -514,9 +541,13 @@ class SpatialMemory:
         return {
             "tree": {s: {a: list(o) for a, o in arenas.items()} for s, arenas in self.tree.items()},
             "order": [[s, list(arenas)] for s, arenas in self.tree.items()],
+            "world": self.world,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         tree = state["tree"]
         order = state.get("order") or [[s, list(arenas)] for s, arenas in tree.items()]  # older checkpoints
         self.tree = {s: {a: list(tree[s][a]) for a in arenas} for s, arenas in order}
+        # Older checkpoints have no world: it is learnt again at the next step, and the tree repaired then.
+        self.world = str(state.get("world") or "")
+        self._legacy = "world" not in state

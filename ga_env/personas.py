@@ -7,6 +7,13 @@ objective (reward terms and weights), its task, research and social sites, and
 the individual/team share of its reward. A new group with a new objective is a
 new YAML file; no code changes.
 
+A persona may also carry its own attention (the original's ``vision_r``, ``att_bandwidth`` and
+``retention`` in its scratch): ``vision_radius`` (tiles it sees), ``att_bandwidth`` (events it
+perceives per step) and ``retention`` (latest event memories it checks before storing a repeat).
+Each is optional; a persona without one uses the cognition config's value (``agent.bandwidth``,
+``agent.retention``, ``agent.vision_radius``, the last defaulting to ``Dynamics.vision_radius``).
+They steer the generative mind's perceive step only, not the env's dynamics.
+
 Objective terms (per step, computed by the env, see ``ga_env.town``):
 
 =================  ============================================================
@@ -40,6 +47,8 @@ OBJECTIVE_TERMS: tuple[str, ...] = (
     "rest",
 )
 PERSONA_TEXT_FIELDS: tuple[str, ...] = ("innate", "learned", "currently", "lifestyle", "task")
+ATTENTION_FIELDS: dict[str, int] = {"vision_radius": 0, "att_bandwidth": 1, "retention": 1}
+"""The optional per-persona attention settings and the least value each accepts."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +66,12 @@ class Persona:
     task: str
     task_site: str | None = None
     spawn: tuple[int, int] | None = None
+    vision_radius: int | None = None
+    """Tiles the persona sees (None = the cognition config's, else ``Dynamics.vision_radius``)."""
+    att_bandwidth: int | None = None
+    """Events the persona perceives per step (None = the cognition config's ``bandwidth``)."""
+    retention: int | None = None
+    """Latest event memories checked for repeats (None = the cognition config's ``retention``)."""
     source: str = "argument"
 
     def __post_init__(self) -> None:
@@ -89,6 +104,15 @@ class Persona:
             raise TownDataError(
                 self.source, f"{where}.spawn", f"{self.spawn!r} is not a tile", "write spawn: [x, y] with integers"
             )
+        for key, least in ATTENTION_FIELDS.items():
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise TownDataError(
+                    self.source,
+                    f"{where}.{key}",
+                    f"{value!r} is not an integer >= {least}",
+                    f"write e.g. {key}: {max(least, 3)}, or leave it out to use the default",
+                )
 
     @property
     def agent_id(self) -> str:
@@ -265,7 +289,7 @@ def load_personas(path: str | Path) -> tuple[Persona, ...]:
             path, "personas", "must be a non-empty list", "write personas: followed by a list of persona mappings"
         )
     required = ("name", "age", *PERSONA_TEXT_FIELDS, "living_area", "group")
-    optional = ("task_site", "spawn")
+    optional = ("task_site", "spawn", *ATTENTION_FIELDS)
     out: list[Persona] = []
     seen: set[str] = set()
     for i, entry in enumerate(doc["personas"]):
@@ -299,6 +323,9 @@ def load_personas(path: str | Path) -> tuple[Persona, ...]:
             task=entry["task"],
             task_site=entry.get("task_site"),
             spawn=spawn,
+            vision_radius=entry.get("vision_radius"),
+            att_bandwidth=entry.get("att_bandwidth"),
+            retention=entry.get("retention"),
             source=str(path),
         )
         if persona.agent_id in seen:

@@ -4,7 +4,7 @@ The commands of the original Generative Agents' reverie server, one per line on 
 
     run N                                          simulate N steps (with a progress bar)
     save                                           checkpoint now
-    fin                                            save and exit
+    fin | f | finish | save and finish             save and exit
     exit                                           exit, discarding the steps since the last save
     print persona schedule NAME                    the persona's plan for the day
     print all persona schedule                     every persona's plan
@@ -20,12 +20,19 @@ The commands of the original Generative Agents' reverie server, one per line on 
     call -- analysis NAME                          talk with the persona (not stored in its memory);
                                                    then one message per line, 'end_convo' to stop
     call -- load history FILE.csv                  seed memories (CSV columns name,whisper)
+    start path tester mode                         the path a persona would walk (the simulation does not
+                                                   advance); then 'NAME, PLACE' or 'NAME, X,Y' per line,
+                                                   'exit' or an empty line to stop
     help                                           this list
     history                                        the commands typed so far
 
 Names are full names or unique first names, case-insensitive. An unknown command gets a clear
 message and the list of commands; a bad argument (unknown persona, off-map tile, missing file)
 gets an error naming it, and the session goes on.
+
+The path tester follows the town's own shortest paths (``TownMap.next_hop``, what a Move walks): a
+PLACE is ``Sector:arena`` or a full address ``Town:Sector:arena[:object]``; a tile X,Y stands for
+its place, since a Move walks to a place and stops on its first tile.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ if TYPE_CHECKING:
 
 HELP = __doc__.split("::", 1)[1].split("\n\nNames", 1)[0].strip("\n") if __doc__ else ""
 PROMPT = "Enter option: "
+PATH_PROMPT = "Path tester (NAME, PLACE or NAME, X,Y): "
+FINISH = ("fin", "f", "finish", "save and finish")
+"""The commands that save the run and end the session (the reverie server's aliases)."""
 
 
 class Console:
@@ -80,7 +90,8 @@ class Console:
 
     # -- the loop --
     def loop(self, stdin: IO[str], stdout: IO[str]) -> int:
-        """Read and run commands until ``fin``, ``exit`` or the end of the input; returns the exit code."""
+        """Read and run commands until ``fin`` (or an alias), ``exit`` or the end of the input; returns the exit
+        code."""
         interactive = stdin.isatty()
         if interactive:
             try:
@@ -105,7 +116,7 @@ class Console:
             self.history.append(line)
             if not interactive:
                 print(f"{PROMPT}{line}", file=stdout)
-            if line == "fin":
+            if " ".join(line.split()) in FINISH:
                 print(self.finish(save=True), file=stdout)
                 return 0
             if line == "exit":
@@ -115,20 +126,28 @@ class Console:
             if m:
                 self.analysis(m.group(1).strip(), stdin, stdout, interactive)
                 continue
+            if re.fullmatch(r"start\s+path\s+tester\s+mode", line):
+                self.path_tester(stdin, stdout, interactive)
+                continue
             print(self.execute(line), file=stdout)
             stdout.flush()
 
     def execute(self, line: str) -> str:
-        """Run one command (not ``fin``/``exit``/``call -- analysis``) and return its answer."""
+        """Run one command (not ``fin``/``exit``/``call -- analysis``/the path tester) and return its answer."""
         for pattern, handler in self.commands:
             m = pattern.fullmatch(line.strip())
             if m:
-                try:
-                    return handler(*(g.strip() for g in m.groups()))
-                except (KeyError, ValueError, OSError) as e:
-                    msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-                    return f"error: {msg}"
+                return self._answer(handler, *(g.strip() for g in m.groups()))
         return f"unknown command {line!r}; type 'help' for the list of commands"
+
+    @staticmethod
+    def _answer(handler: Callable[..., str], *args: str) -> str:
+        """The handler's answer, or ``error: ...`` for bad input (the session goes on)."""
+        try:
+            return handler(*args)
+        except (KeyError, ValueError, OSError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            return f"error: {msg}"
 
     def analysis(self, name: str, stdin: IO[str], stdout: IO[str], interactive: bool) -> None:
         """Talk with a persona, one message per line, until ``end_convo`` (nothing is stored)."""
@@ -153,6 +172,30 @@ class Console:
             if not interactive:
                 print(f"You: {message}", file=stdout)
             print(self.sim.society.analysis_chat(who, message), file=stdout)
+
+    def path_tester(self, stdin: IO[str], stdout: IO[str], interactive: bool) -> None:
+        """Show the path of a persona to a place or tile, one request per line, until ``exit`` or an empty line."""
+        print(
+            "path tester: type NAME, PLACE or NAME, X,Y (e.g. 'Isabel, Willow Cafe:dining area'); "
+            "'exit' or an empty line to stop (the simulation does not advance)",
+            file=stdout,
+        )
+        while True:
+            if interactive:
+                stdout.write(PATH_PROMPT)
+                stdout.flush()
+            line = stdin.readline()
+            request = line.strip()
+            if not request or request == "exit":
+                if request:
+                    self.history.append(request)
+                print("left path tester mode", file=stdout)
+                return
+            self.history.append(request)
+            if not interactive:
+                print(f"{PATH_PROMPT}{request}", file=stdout)
+            print(self._answer(self.cmd_path, request), file=stdout)
+            stdout.flush()
 
     def finish(self, *, save: bool) -> str:
         """``fin`` (save) or ``exit`` (roll back to the last save)."""
@@ -265,3 +308,70 @@ class Console:
 
     def cmd_history(self) -> str:
         return "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(self.history)) or "(no commands yet)"
+
+    # -- path tester --
+    def cmd_path(self, text: str) -> str:
+        """The path persona NAME would walk to a place or tile: ``NAME, PLACE``, ``NAME, X,Y`` or ``NAME PLACE``."""
+        env = self.sim.env
+        town = env.town_map
+        i, where = self._name_and_destination(text)
+        place, tile = self._destination(where)
+        hop = town.next_hop(place)  # (H*W,) the town's own shortest paths, as a Move walks them
+        pos = int(env.pos_flat[i])
+        tiles = int(town.distance_field(place).flat[pos])
+        path = [pos]
+        for _ in range(tiles):
+            path.append(int(hop[path[-1]]))
+        w = town.width
+        xy = [(p % w, p // w) for p in path]
+        speed = env.dynamics.move_speed
+        moves = -(-tiles // speed)  # ceil
+        address = f"{town.name}:{town.places[place]}"
+        lines = [f"{env.personas[i].name} at {xy[0]} {env.address_of(i)} -> {address}"]
+        if tiles == 0:
+            lines.append("  already there: 0 tiles, no Move step")
+        else:
+            lines.append("  path: " + " -> ".join(f"({x}, {y})" for x, y in xy))
+            lines.append(f"  {tiles} tile(s), {moves} Move step(s) at {speed} tiles per step; arrives at {xy[-1]}")
+        if tile is not None and tile != xy[-1]:
+            lines.append(f"  {tile} is in {address}: a Move walks to the place and stops on its first tile")
+        return "\n".join(lines)
+
+    def _name_and_destination(self, text: str) -> tuple[int, str]:
+        """Split ``NAME, DEST``, ``NAME -> DEST`` or ``NAME DEST`` (the longest known name first)."""
+        env = self.sim.env
+        splits = [tuple(text.split(sep, 1)) for sep in ("->", ",") if sep in text]
+        words = text.split()
+        splits += [(" ".join(words[:k]), " ".join(words[k:])) for k in range(len(words) - 1, 0, -1)]
+        for name, where in splits:
+            try:
+                i = persona_index(env, name)
+            except KeyError:
+                continue
+            if where.strip():
+                return i, where.strip()
+        raise ValueError(
+            f"path: {text!r} names no persona and destination. Fix: write NAME, PLACE or NAME, X,Y, e.g. "
+            f"'Isabel, Willow Cafe:dining area' or 'Isabel, 12,7' (personas: {', '.join(p.name for p in env.personas)})"
+        )
+
+    def _destination(self, text: str) -> tuple[int, tuple[int, int] | None]:
+        """The place index of a tile ``X,Y`` or an address (``Sector:arena``, ``Town:Sector:arena[:object]``)."""
+        town = self.sim.env.town_map
+        if re.fullmatch(r"\(?\s*-?\d+\s*,\s*-?\d+\s*\)?", text):
+            x, y = self._xy(text)
+            if not town.walkable[y, x]:
+                raise ValueError(
+                    f"path: tile ({x}, {y}) is a wall. Fix: choose a walkable tile (see 'print tile details X,Y')"
+                )
+            return int(town.place_of[y, x]), (x, y)
+        try:
+            return town.place_index(text, source="path", field_name="place"), None
+        except ValueError:
+            parent = text.rsplit(":", 1)[0]  # an object's address: walk to its place
+            if text.count(":") >= 2 and parent.split(":", 1)[0] == town.name:
+                try:
+                    return town.place_index(parent, source="path", field_name="place"), None
+                except ValueError:
+                    pass
+            raise

@@ -163,10 +163,12 @@ class GenerativeDriver:
 
     def spatial_memory(self, name: str) -> str:
         tree = self.society.spatial_memory(name)
-        lines = []
-        for outer, inner in tree.items():
-            for middle, leaves in inner.items():
-                lines.append(f"  {outer} > {middle}" + (f": {', '.join(leaves)}" if leaves else ""))
+        town = self.env.town_map.name  # every place reads world:sector:arena, as in 'print tile details'
+        lines = [
+            f"  {town}:{sector}:{arena}" + (f"  [{', '.join(objects)}]" if objects else "")
+            for sector, arenas in tree.items()
+            for arena, objects in arenas.items()
+        ]
         return f"{self._name(name)} knows:\n" + ("\n".join(lines) or "  (nothing yet)")
 
     def analysis_chat(self, name: str, message: str) -> str:

@@ -409,11 +409,8 @@ class PolicySociety:
     def spatial_memory(self, name: str) -> str:
         """Places the persona has been to (steps spent there)."""
         i = persona_index(self.env, name)
-        tree: dict[str, list[str]] = {}
-        for place, n in sorted(self.visited[i].items()):
-            sector, _, arena = place.partition(":")
-            tree.setdefault(sector, []).append(f"{arena} ({n})")
-        return "\n".join(f"  {sector}: {', '.join(arenas)}" for sector, arenas in tree.items())
+        town = self.env.town_map.name  # every place reads world:sector:arena, as in 'print tile details'
+        return "\n".join(f"  {town}:{place} ({n} steps)" for place, n in sorted(self.visited[i].items()))
 
     def analysis_chat(self, name: str, message: str) -> str:
         """A numeric policy cannot talk: say so (the generative mind answers)."""

@@ -7,6 +7,7 @@ import copy
 import datetime as dt
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,76 @@ def test_rejects_a_discrete_env() -> None:
 
     with pytest.raises(ValueError, match="make_town"):
         GenerativeSociety(ga_env.parallel_env(), make_backend(LLMConfig()), HashingEmbedder(64))
+
+
+def test_attention_matches_a_per_persona_reference() -> None:
+    from agents.cognition.perceive import attention
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        xy = rng.integers(0, 6, size=(n, 2))
+        radius, bandwidth = rng.integers(0, 5, size=n), rng.integers(1, 4, size=n)
+        i, j, d = attention(xy, radius, bandwidth)
+        want = []
+        for a in range(n):  # the former one-persona perceive: nearest first, ties by index, then the bandwidth
+            cheb = np.abs(xy - xy[a]).max(1)
+            cheb[a] = radius[a] + 1
+            seen = np.flatnonzero(cheb <= radius[a])
+            want += [(a, int(b), int(cheb[b])) for b in seen[np.argsort(cheb[seen], kind="stable")][: bandwidth[a]]]
+        assert list(zip(i.tolist(), j.tolist(), d.tolist(), strict=True)) == want
+
+
+def test_a_persona_with_bandwidth_one_perceives_one_event_per_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    import ga_env
+
+    doc = yaml.safe_load((Path(ga_env.__file__).parent / "data" / "willowbrook" / "personas.yaml").read_text())
+    doc["personas"][0]["att_bandwidth"] = 1  # Isabel Ortiz; the others keep the config's bandwidth 3
+    doc["personas"][1].update(vision_radius=2, retention=9)
+    path = tmp_path / "personas.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    env = make_town(personas_file=path, max_agents=10)
+    soc = GenerativeSociety(env, make_backend(LLMConfig()), CachedEmbedder(HashingEmbedder(256)), seed=3)
+    assert soc.att_bandwidth.tolist() == [1] + [3] * 9 and soc.agents[0].att_bandwidth == 1
+    assert soc.vision_radius.tolist() == [env.dynamics.vision_radius, 2] + [env.dynamics.vision_radius] * 8
+    assert soc.retention.tolist() == [5, 9] + [5] * 8
+    soc.reset()
+    most = np.zeros(10, dtype=int)
+    crowded = 0  # steps on which Isabel saw two or more others
+    for _ in range(40):
+        xy = np.stack([env.pos_flat % env.town_map.width, env.pos_flat // env.town_map.width], axis=1)
+        crowded += int((np.abs(xy - xy[0]).max(1)[1:] <= soc.vision_radius[0]).sum() >= 2)
+        before = np.array([len(a.memory.of_kind("event")) for a in soc.agents])
+        soc.step()
+        new = np.array([len(a.memory.of_kind("event")) for a in soc.agents]) - before
+        most = np.maximum(most, new)
+    assert crowded > 0 and most[0] == 1
+    assert most[1:].max() == 3 and (most[1:] <= 3).all()
+
+
+def test_spatial_memory_reads_every_place_as_world_sector_arena() -> None:
+    soc = society(make_backend(LLMConfig()))
+    for _ in range(3):
+        soc.step()
+    town = soc.env.town_map.name
+    for a in soc.agents:
+        assert town not in a.spatial.tree  # the town is never a sector
+        assert all(address.startswith(f"{town}:") and address.count(":") == 2 for address in a.spatial.addresses())
+        home = f"{town}:{a.profile.home}"
+        assert a.spatial.addresses().count(home) == 1 and home in a.spatial.describe()
+    spatial = soc.agents[0].spatial
+    spatial.learn(f"{town}:Maple Row:Okafor home")  # three parts: town:sector:arena, not sector:arena:object
+    spatial.learn("Maple Row:Okafor home")
+    assert (
+        spatial.tree["Maple Row"]["Okafor home"] == []
+        and spatial.addresses().count(f"{town}:Maple Row:Okafor home") == 1
+    )
+    old = copy.deepcopy(spatial.state_dict())  # a checkpoint of the earlier version: the town stored as a sector
+    del old["world"]
+    old["tree"][town] = {"Birch Lane": ["Mendes home"]}
+    old["order"].append([town, ["Birch Lane"]])
+    spatial.load_state_dict(old)
+    spatial.learn(f"{town}:Streets:main street")
+    assert town not in spatial.tree and f"{town}:Birch Lane:Mendes home" in spatial.addresses()

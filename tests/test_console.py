@@ -69,7 +69,7 @@ def test_piped_session_exercises_every_command(tmp_path: Path, mind: str) -> Non
     )
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr
-    assert "print hourly org persona schedule NAME" in out  # help
+    assert "print hourly org persona schedule NAME" in out and "start path tester mode" in out  # help
     assert "ran 7 step(s); now step 7, 2023-02-13 08:10" in out
     assert "Monday February 13, 2023, 08:10 (step 7" in out
     assert out.count("Isabel Ortiz") > 10
@@ -107,3 +107,55 @@ def test_analysis_chat_is_not_stored_and_fin_saves(tmp_path: Path) -> None:
     assert repr(before) == repr(after)
     assert "saved step 3" in out.getvalue()
     assert console.execute("run x").startswith("error: run: 'x' is not a positive number")
+
+
+def test_path_tester_aliases_and_one_address_per_place(tmp_path: Path) -> None:
+    sim = Simulation.create(tmp_path, "p", SMALL, start="2023-02-13 07:00", stride=10, mind="generative")
+    console = Console(sim, progress=False)
+    sim.run(2, progress=False)
+    state = repr(sim.society.state_dict())
+    session = "\n".join(
+        [
+            "start path tester mode",
+            "Isabel, Willow Cafe:dining area",
+            "isabel ortiz -> Willowbrook:Maple Row:Ortiz home",
+            "Isabel 30,12",
+            "Isabel, 0,0",
+            "Nobody, Willow Cafe:dining area",
+            "Isabel, Moon:base",
+            "exit",
+            "print persona spatial memory Isabel",
+            "print tile details 5,6",
+            "finish",
+        ]
+    )
+    out = io.StringIO()
+    assert console.loop(io.StringIO(session + "\n"), out) == 0
+    text = out.getvalue()
+    # the path a Move would walk, without advancing the simulation
+    x, y = sim.env.position(0)
+    path = [line for line in text.splitlines() if line.startswith("  path: ")]
+    assert path[0].startswith(f"  path: ({x}, {y}) -> ") and len(path) == 2
+    tiles = len(path[0].split(" -> ")) - 1
+    speed = sim.env.dynamics.move_speed
+    assert f"  {tiles} tile(s), {-(-tiles // speed)} Move step(s) at {speed} tiles per step" in text
+    assert "-> Willowbrook:Willow Cafe:dining area" in text
+    assert "already there: 0 tiles, no Move step" in text
+    assert "(30, 12) is in Willowbrook:Streets:main street: a Move walks to the place and stops on its first" in text
+    assert "error: path: tile (0, 0) is a wall. Fix: choose a walkable tile" in text
+    assert "error: path: 'Nobody, Willow Cafe:dining area' names no persona and destination. Fix: write NAME" in text
+    assert "error: path: place: unknown address 'Moon:base'" in text and "Fix: use a place of the map" in text
+    assert "left path tester mode" in text
+    assert sim.step_count == 2 and repr(sim.society.state_dict()) == state
+    # one place, one spelling: world:sector:arena, as 'print tile details' writes it
+    assert "  Willowbrook:Maple Row:Ortiz home\n" in text and "  address:  Willowbrook:Maple Row:Ortiz home" in text
+    assert "Willowbrook > " not in text and "Maple Row > " not in text
+    assert "saved step 2" in text and text.rstrip().endswith("bye")
+    # the other aliases of 'fin' save and end the session too; an empty line leaves the path tester
+    for alias in ("f", "save and finish", "save  and  finish"):
+        sim.run(1, progress=False)
+        out = io.StringIO()
+        assert console.loop(io.StringIO(f"start path tester mode\n\n{alias}\n"), out) == 0
+        assert "left path tester mode" in out.getvalue()
+        assert f"saved step {sim.step_count} to" in out.getvalue() and out.getvalue().rstrip().endswith("bye")
+    assert max(s for s, _ in sim.store.checkpoints()) == 5

@@ -100,6 +100,15 @@ def _write_personas(folder: Path, mutate) -> Path:  # type: ignore[no-untyped-de
             lambda p: p.update(spawn=[0, 0]),
             r"persona 'Isabel Ortiz'\.spawn: tile \(0, 0\) is a wall.*Fix: choose a walkable tile",
         ),
+        (
+            lambda p: p.update(att_bandwidth=0),
+            r"persona 'Isabel Ortiz'\.att_bandwidth: 0 is not an integer >= 1\. Fix: write e\.g\. att_bandwidth: 3",
+        ),
+        (lambda p: p.update(att_bandwidth=True), r"persona 'Isabel Ortiz'\.att_bandwidth: True is not an integer"),
+        (lambda p: p.update(retention="five"), r"persona 'Isabel Ortiz'\.retention: 'five' is not an integer >= 1"),
+        (lambda p: p.update(vision_radius=-1), r"persona 'Isabel Ortiz'\.vision_radius: -1 is not an integer >= 0"),
+        (lambda p: p.update(vision_radius=2.5), r"persona 'Isabel Ortiz'\.vision_radius: 2\.5 is not an integer"),
+        (lambda p: p.update(vision_r=4), r"\.vision_r: is not a persona field\. Fix: use only .*vision_radius"),
     ],
 )
 def test_bad_persona_files_name_file_field_and_fix(tmp_path: Path, mutate, pattern: str) -> None:  # type: ignore[no-untyped-def]
@@ -144,3 +153,10 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         load_personas(empty)
     with pytest.raises(TownDataError, match="town: 'atlantis' is neither a folder nor a shipped town"):
         ga_env.parallel_env(town="atlantis")
+
+
+def test_personas_may_carry_their_own_attention(tmp_path: Path) -> None:
+    path = _write_personas(tmp_path, lambda p: p.update(vision_radius=0, att_bandwidth=1, retention=12))
+    personas = load_personas(path)
+    assert (personas[0].vision_radius, personas[0].att_bandwidth, personas[0].retention) == (0, 1, 12)
+    assert (personas[1].vision_radius, personas[1].att_bandwidth, personas[1].retention) == (None, None, None)

@@ -2,13 +2,16 @@
 
 The persona sees the others within ``vision_radius`` tiles (nearest first), keeps at most
 ``bandwidth`` of them (attention bandwidth) and ignores what is already among its ``retention``
-latest event memories (so that a colleague working all morning is one memory, not thirty). Each
-new event is rated for poignancy (1-10) by the persona's LLM; the rule-based fallback rates it
-from the kind of activity and whether it touches the persona or its group's cause.
+latest event memories (so that a colleague working all morning is one memory, not thirty). The
+three are per persona (the original's ``vision_r``, ``att_bandwidth`` and ``retention``;
+``personas.yaml`` may set them), and :func:`attention` applies them to all personas in a few array
+operations. Each new event is rated for poignancy (1-10) by the persona's LLM; the rule-based
+fallback rates it from the kind of activity and whether it touches the persona or its group's cause.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,43 +42,70 @@ class Event:
     distance: int
 
 
+def attention(
+    xy: npt.NDArray[np.int64], vision_radius: npt.NDArray[np.int64], bandwidth: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.int64]]:
+    """Who notices whom this step, for every persona at once (each with its own radius and bandwidth).
+
+    Persona ``i`` sees the others within ``vision_radius[i]`` tiles (Chebyshev distance) and keeps
+    the ``bandwidth[i]`` nearest (ties: the lower index first), as the original's
+    ``perceive`` keeps ``att_bandwidth`` events within ``vision_r``.
+
+    Args:
+        xy: ``(N, 2)`` tile of every persona.
+        vision_radius: ``(N,)`` tiles each persona sees.
+        bandwidth: ``(N,)`` events each persona keeps per step.
+
+    Returns:
+        ``(i, j, distance)``, each ``(K,)``: perceiver, perceived, distance in tiles; ordered by
+        perceiver, then nearest first.
+    """
+    n = len(xy)
+    cheb = np.abs(xy[:, None, :] - xy[None, :, :]).max(-1)  # (N, N)
+    seen = cheb <= np.asarray(vision_radius)[:, None]  # (N, N)
+    np.fill_diagonal(seen, False)
+    order = np.argsort(np.where(seen, cheb, np.iinfo(np.int64).max), axis=1, kind="stable")  # (N, N) nearest first
+    kept = np.minimum(np.asarray(bandwidth), seen.sum(1))  # (N,)
+    i, rank = np.nonzero(np.arange(n)[None, :] < kept[:, None])  # (K,), row-major: by perceiver, then rank
+    j = order[i, rank]
+    return i, j, cheb[i, j]
+
+
 def perceive(
     env: TownEnv,
-    i: int,
-    memory: MemoryStream,
+    memories: Sequence[MemoryStream],
     *,
     xy: npt.NDArray[np.int64],
-    vision_radius: int,
-    bandwidth: int,
-    retention: int,
-) -> list[Event]:
-    """New events agent ``i`` notices now (nearest first, at most ``bandwidth``, none already retained).
+    vision_radius: npt.NDArray[np.int64],
+    bandwidth: npt.NDArray[np.int64],
+    retention: npt.NDArray[np.int64],
+) -> list[tuple[int, Event]]:
+    """New events every persona notices now: :func:`attention`, less what each already retains.
 
     Args:
         env: the town (``describe`` gives what each persona is doing).
-        i: the perceiving agent.
-        memory: its memory stream (for retention).
-        xy: ``(N, 2)`` tile of every agent (computed once per step by the caller).
-        vision_radius: Chebyshev radius in tiles.
-        bandwidth: events kept per step.
-        retention: latest event memories checked for repeats.
+        memories: every persona's memory stream (for retention).
+        xy: ``(N, 2)`` tile of every persona (computed once per step by the caller).
+        vision_radius: ``(N,)`` Chebyshev radius in tiles, per persona.
+        bandwidth: ``(N,)`` events kept per step, per persona.
+        retention: ``(N,)`` latest event memories checked for repeats, per persona.
+
+    Returns:
+        ``(i, event)`` pairs, by perceiver, then nearest first.
     """
-    cheb = np.abs(xy - xy[i]).max(1)  # (N,)
-    cheb[i] = vision_radius + 1
-    seen = np.flatnonzero(cheb <= vision_radius)
-    seen = seen[np.argsort(cheb[seen], kind="stable")][:bandwidth]
-    recent = {n.description for n in memory.latest(retention, ("event",))}
-    events = []
-    for j in seen:
-        person = env.personas[int(j)]
-        doing = env.describe(int(j))
-        description = f"{person.name} is {doing}"
-        if description in recent:
+    who, whom, dist = attention(xy, vision_radius, bandwidth)
+    doing = {j: env.describe(j) for j in np.unique(whom).tolist()}
+    recent = {
+        i: {m.description for m in memories[i].latest(int(retention[i]), ("event",))} for i in np.unique(who).tolist()
+    }
+    events: list[tuple[int, Event]] = []
+    for i, j, d in zip(who.tolist(), whom.tolist(), dist.tolist(), strict=True):
+        person = env.personas[j]
+        description = f"{person.name} is {doing[j]}"
+        if description in recent[i]:
             continue
-        place = env.places[int(env.current_places[int(j)])]
-        events.append(
-            Event(description=description, spo=(person.name, doing.split(" ")[0], place), distance=int(cheb[j]))
-        )
+        place = env.places[int(env.current_places[j])]
+        events.append((i, Event(description=description, spo=(person.name, doing[j].split(" ")[0], place), distance=d)))
     return events
 
 
