@@ -1,13 +1,25 @@
 """Replay runs in the browser: ``python -m scripts.replay`` then open ``http://127.0.0.1:5000/?name=RUN``.
 
 A small stdlib web server that binds to **127.0.0.1** by default (``--host`` to change it, at
-your own risk) and serves exactly three things:
+your own risk) and serves exactly four things:
 
 * ``/`` (or ``/index.html``): the self-contained canvas page; ``?name=RUN&step=0&speed=2&zoom=0.8``
-  as in the original Generative Agents (plus ``autoplay=0`` to start paused);
+  as in the original Generative Agents (plus ``autoplay=0`` to start paused, ``follow=1`` to follow a
+  running simulation: then the run may not exist yet);
 * ``/data/RUN/movement.json``: the run's compressed movement (``results/compressed/RUN``, made by
   :mod:`ga_sim.compress`; compressed on the fly from ``results/runs/RUN`` when missing);
+* ``/api/steps?name=RUN&after=N``: the steps of a run after its first ``N``, read from
+  ``results/runs/RUN/steps.jsonl`` as ``ga-simulate`` appends them (see :func:`live_steps`); the
+  page polls it with ``/?name=RUN&follow=1`` to follow a running simulation;
 * ``/healthz``: ``ok``.
+
+Following a run (``follow=1``): the page asks ``/api/steps`` about once a second for the steps after
+the last one it has, so it works the same before the run exists (``exists: false``), while its
+``steps.jsonl`` is empty, while it grows, after it has finished, and when a ``--resume`` rewrites
+it (a shorter file makes the page drop the steps it no longer has). Only complete lines are
+served: a line whose newline is not written yet is not a step. The server keeps the byte offsets of
+each followed file's complete lines (:class:`StepIndex`), so a poll reads only the new bytes and the
+steps asked for, not the whole file.
 
 ``GET`` and ``HEAD`` (headers only); anything else is a 404 (501 for other methods). Every error
 is an HTTP response: 400/403/404 pages for refused requests, a 500 page with a one-line reason for
@@ -52,6 +64,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ga_sim.compress import FIELDS
 from ga_sim.runstore import DEFAULT_RESULTS, RunError, RunStore, validate_name
 
 DEFAULT_HOST = "127.0.0.1"
@@ -65,6 +78,9 @@ DEFAULT_TIMEOUT = 5.0
 MAX_HEAD_BYTES = 64 * 1024
 """Largest request head (request line and headers) accepted."""
 HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+LIVE_LIMIT = 500
+"""Most steps one ``/api/steps`` answer carries (the page asks again at once for the rest)."""
 
 
 def page_html() -> bytes:
@@ -89,6 +105,24 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def checked_name(results: Path, raw_name: str) -> str:
+    """A run name from a request, validated, whose files (if any) lie inside the results folder.
+
+    Raises:
+        Refused: 400 for an invalid name, 403 for a path leading outside the results folder.
+    """
+    try:
+        name = validate_name(raw_name, "name")
+    except RunError as e:
+        raise Refused(HTTPStatus.BAD_REQUEST, str(e)) from None
+    run_dir = results / "runs" / name
+    compressed = results / "compressed" / name / "movement.json"
+    for candidate in (compressed, run_dir, run_dir / "meta.json", run_dir / "steps.jsonl"):
+        if (candidate.exists() or candidate.is_symlink()) and not _inside(candidate, results):
+            raise Refused(HTTPStatus.FORBIDDEN, f"run {name!r} leads outside the results folder")
+    return name
+
+
 def movement_for(results: Path, raw_name: str) -> bytes:
     """``movement.json`` of a run, from the compressed folder or compressed on the fly.
 
@@ -97,15 +131,8 @@ def movement_for(results: Path, raw_name: str) -> bytes:
             404 for an unknown run.
         RunError: the run's files cannot be read (damaged, or of another version): a 500 page.
     """
-    try:
-        name = validate_name(raw_name, "name")
-    except RunError as e:
-        raise Refused(HTTPStatus.BAD_REQUEST, str(e)) from None
+    name = checked_name(results, raw_name)
     compressed = results / "compressed" / name / "movement.json"
-    run_dir = results / "runs" / name
-    for candidate in (compressed, run_dir, run_dir / "meta.json", run_dir / "steps.jsonl"):
-        if (candidate.exists() or candidate.is_symlink()) and not _inside(candidate, results):
-            raise Refused(HTTPStatus.FORBIDDEN, f"run {name!r} leads outside the results folder")
     if compressed.is_file():
         return compressed.read_bytes()
     store = RunStore(results, name)
@@ -114,6 +141,157 @@ def movement_for(results: Path, raw_name: str) -> bytes:
     from ga_sim.compress import compress_run
 
     return json.dumps(compress_run(store), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass
+class _Lines:
+    """Where the complete lines of one ``steps.jsonl`` (one inode) end."""
+
+    device: int
+    inode: int
+    ends: list[int] = field(default_factory=list)  # byte offset just past each complete line's newline
+
+    @property
+    def end(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+
+class StepIndex:
+    """Byte offsets of the complete lines of the ``steps.jsonl`` files being followed.
+
+    ``ga-simulate`` only appends to ``steps.jsonl`` (fsync after each batch), and rewrites it only
+    atomically (a new inode: ``--resume`` keeps the records of its checkpoint). So the index of a
+    file grows by scanning the bytes added since the last read, and starts afresh when the file is
+    another inode or shorter than what was indexed. A last line without its newline is not
+    indexed: it is being written (or was cut by a kill) and is never served.
+
+    Args:
+        capacity: files remembered (the least recently read is forgotten first).
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._lock = threading.Lock()
+        self._files: dict[str, _Lines] = {}
+
+    def read(self, path: Path, after: int, limit: int) -> tuple[int, list[bytes]]:
+        """``(complete lines, lines after+1 .. after+limit)`` of the file (``(0, [])`` if it is missing)."""
+        try:
+            f = path.open("rb")
+        except FileNotFoundError:
+            return 0, []
+        with f, self._lock:
+            st = os.fstat(f.fileno())  # the file opened, even if a rewrite replaces the path meanwhile
+            key = str(path)
+            lines = self._files.pop(key, None)
+            if lines is None or (lines.device, lines.inode) != (st.st_dev, st.st_ino) or st.st_size < lines.end:
+                lines = _Lines(st.st_dev, st.st_ino)
+            self._files[key] = lines  # now the most recently read
+            while len(self._files) > self.capacity:
+                del self._files[next(iter(self._files))]
+            pos = lines.end  # a partial last line is scanned again, from its start
+            f.seek(pos)
+            while pos < st.st_size:
+                chunk = f.read(min(self.CHUNK, st.st_size - pos))
+                if not chunk:
+                    break
+                k = chunk.find(b"\n")
+                while k >= 0:
+                    lines.ends.append(pos + k + 1)
+                    k = chunk.find(b"\n", k + 1)
+                pos += len(chunk)
+            total = len(lines.ends)
+            stop = min(total, after + limit)
+            if after >= stop:
+                return total, []
+            start = lines.ends[after - 1] if after else 0
+            f.seek(start)
+            data = f.read(lines.ends[stop - 1] - start)
+        return total, data.split(b"\n")[:-1]  # each line ends with its newline
+
+
+def _step_entry(record: Any, previous: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """A step as in ``movement.json``: the fields that changed since ``previous`` (all if None)."""
+    personas: dict[str, Any] = {}
+    for name, p in record["personas"].items():
+        now = {f: p.get(f) for f in FIELDS}
+        before = previous.get(name, {}) if previous is not None else {}
+        changed = {f: v for f, v in now.items() if previous is None or v != before.get(f)}
+        if changed:
+            personas[name] = changed
+    return {"step": record["step"], "time": record["time"], "personas": personas}
+
+
+def live_head(store: RunStore) -> dict[str, Any]:
+    """What the page needs before the first step: ``meta`` (name, start, stride, mind, personas,
+    groups), ``map`` and ``initial`` positions, as in ``movement.json``.
+
+    Raises:
+        RunError: ``meta.json`` is unreadable, damaged or of another version.
+    """
+    meta = store.meta()
+    try:
+        return {
+            "meta": {k: meta[k] for k in ("name", "start", "stride", "mind", "personas", "groups")},
+            "map": meta["map"],
+            "initial": meta["initial"],
+        }
+    except KeyError as e:
+        raise RunError(
+            store.meta_path,
+            str(e.args[0]),
+            "missing: written by another version, or damaged",
+            "restore meta.json from a backup, or start a new run",
+        ) from None
+
+
+def live_steps(results: Path, raw_name: str, after: int, index: StepIndex, limit: int = LIVE_LIMIT) -> dict[str, Any]:
+    """The answer to ``/api/steps?name=RUN&after=N``: the run's steps after its first ``after``.
+
+    Returns:
+        ``{"name", "exists", "after", "total", "age", "steps"}`` and, when ``after`` is 0 and the run
+        exists, ``"head"`` (:func:`live_head`). ``exists`` is false until ``ga-simulate`` has
+        created the run (then ``total`` is 0). ``total`` counts the complete lines of
+        ``steps.jsonl``; if it is below ``after`` the file was rewritten shorter (a ``--resume``)
+        and the client should drop its steps beyond ``total``. ``steps`` holds at most ``limit``
+        entries in ``movement.json``'s format; the first one has every field of every persona, the
+        others only what changed. ``age``: seconds since the run's files were last written.
+
+    Raises:
+        Refused: 400 for an invalid name, 403 for a path leading outside the results folder.
+        RunError: a complete line of ``steps.jsonl`` that is not a step record, or a damaged
+            ``meta.json`` (a 500 answer naming the file, the line and the fix).
+    """
+    store = RunStore(results, checked_name(results, raw_name))
+    answer: dict[str, Any] = {"name": store.name, "exists": store.exists(), "after": after, "total": 0, "steps": []}
+    if not answer["exists"]:
+        return answer
+    if after == 0:
+        answer["head"] = live_head(store)
+    total, lines = index.read(store.steps_path, after, limit)
+    previous: dict[str, dict[str, Any]] | None = None
+    for number, line in enumerate(lines, after + 1):
+        try:
+            record = json.loads(line)
+            entry = _step_entry(record, previous)
+        except json.JSONDecodeError as e:
+            raise store.line_error(number, f"not a JSON record ({e.msg} at character {e.pos + 1})") from None
+        except ValueError as e:  # UnicodeDecodeError
+            raise store.line_error(number, f"not UTF-8 text ({e})") from None
+        except (KeyError, TypeError, AttributeError) as e:
+            raise store.line_error(number, f"not a step record of this run ({type(e).__name__}: {e})") from None
+        previous = {n: {f: p.get(f) for f in FIELDS} for n, p in record["personas"].items()}
+        answer["steps"].append(entry)
+    written = [p.stat().st_mtime for p in (store.meta_path, store.steps_path) if p.exists()]
+    answer["total"] = total
+    answer["age"] = round(max(0.0, time.time() - max(written, default=time.time())), 1)
+    return answer
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _error_page(status: HTTPStatus, message: str, hint: str | None = None) -> bytes:
@@ -162,20 +340,25 @@ class ReplayHandler(BaseHTTPRequestHandler):
         self._respond(send_body=False)
 
     def _respond(self, *, send_body: bool) -> None:
+        api = urlsplit(self.path).path.startswith("/api/")  # errors as JSON {"error": ...} for the page's polls
         try:
             status, ctype, body = self.route()
         except Refused as e:
             status, ctype, body = e.status, HTML, _error_page(e.status, str(e))
+            if api:
+                ctype, body = JSON, _json({"error": str(e)})
         except RunError as e:  # a run that cannot be read: its files are damaged or of another version
             self.log_error("cannot serve %s: %s", self.path, e)
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             ctype, body = HTML, _error_page(status, self.server.public(str(e)), "The run cannot be replayed as it is.")
+            if api:
+                ctype, body = JSON, _json({"error": self.server.public(str(e))})
         except Exception as e:  # a bug: the details stay on the server's stderr
             print(f"ga-replay: error serving {self.path!r}:", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
             status = HTTPStatus.INTERNAL_SERVER_ERROR
-            ctype = HTML
-            body = _error_page(status, f"internal error ({type(e).__name__}); the server's log has the details", "")
+            message = f"internal error ({type(e).__name__}); the server's log has the details"
+            ctype, body = (JSON, _json({"error": message})) if api else (HTML, _error_page(status, message, ""))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -194,14 +377,25 @@ class ReplayHandler(BaseHTTPRequestHandler):
         """``(status, content type, body)`` of the request, or :class:`Refused`."""
         url = urlsplit(self.path)
         path = url.path
+        query = parse_qs(url.query)
         if path in ("/", "/index.html"):
-            query = parse_qs(url.query)
             if "name" in query:
                 name = query["name"][0]
-                movement_for(self.server.results, name)  # 400 / 403 / 404 / 500 page for a bad or unknown run
+                if query.get("follow") == ["1"]:  # following: the run may not exist yet
+                    checked_name(self.server.results, name)  # 400 / 403 page for a bad name
+                else:
+                    movement_for(self.server.results, name)  # 400 / 403 / 404 / 500 page for a bad or unknown run
             return HTTPStatus.OK, HTML, page_html()
         if path == "/healthz":
             return HTTPStatus.OK, "text/plain; charset=utf-8", b"ok"
+        if path == "/api/steps":
+            name, after = query.get("name", [""])[0], query.get("after", ["0"])[0]
+            if not (after.isascii() and after.isdigit()) or len(after) > 12:  # "²".isdigit() is True
+                raise Refused(
+                    HTTPStatus.BAD_REQUEST, f"after: {after[:20]!r} is not a step count. Fix: after=0, 1, ..."
+                )
+            answer = live_steps(self.server.results, name, int(after), self.server.step_index)
+            return HTTPStatus.OK, JSON, _json(answer)
         parts = path.split("/")
         # /data/<name>/movement.json: the name is one URL-decoded segment, validated.
         if len(parts) == 4 and parts[0] == "" and parts[1] == "data" and parts[3] == "movement.json":
@@ -278,6 +472,7 @@ class ReplayServer(socketserver.TCPServer):
         self.request_timeout = timeout
         self.max_connections = max(1, max_connections)
         # Before binding: a failed bind calls server_close, which shuts the pool down (no thread yet).
+        self.step_index = StepIndex()  # offsets of the complete lines of the steps.jsonl being followed
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ga-replay")
         super().__init__((host, port), ReplayHandler)
         self.socket.setblocking(False)
