@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.cognition import converse, execute, perceive, plan, reflect
+from agents.cognition import converse, execute, perceive, plan, react, reflect
 from agents.cognition.prompts import LANGS, PersonaProfile, numbered, quote, render, system_prompt
 from agents.cognition.retrieve import retrieve_lines
 from agents.embeddings import Embedder
@@ -52,6 +52,8 @@ from agents.memory import MemoryNode, MemoryStream, RetrievalWeights, SpatialMem
 from ga_env import ACTION_NAMES, TownEnv
 from ga_env.personas import Persona
 
+WHISPER_POIGNANCY = 9.0
+"""Poignancy of a whispered thought (the persona's inner voice is not mundane)."""
 RECORDS_KEPT = 144
 """Step records kept in memory by :class:`GenerativeSociety` (one day at the default stride)."""
 
@@ -85,11 +87,21 @@ class GenerativeConfig:
     weights: RetrievalWeights = field(default_factory=RetrievalWeights)
     memory_capacity: int | None = None
     """Most memories a persona keeps (None = never forget, as in the paper); see ``MemoryStream.forget``."""
+    react: bool = True
+    """On perceiving a persona within reach: decide to talk, wait or continue (the original's reaction)."""
+    react_cooldown: int = 6
+    """Steps before a persona reacts to the same other persona again."""
+    replan: bool = True
+    """After a conversation or a whisper: memo, planning thought and a re-plan of the rest of the day."""
+    model_emoji: bool = True
+    """Ask the model for the emoji of each new activity (else the action's rule emoji)."""
 
     def __post_init__(self) -> None:
         if self.lang not in LANGS:
             raise ValueError(f"config: agent.lang: {self.lang!r} is unknown. Fix: use one of {', '.join(LANGS)}")
-        for name in ("bandwidth", "retention", "focal_points", "insights", "chat_turns", "memories_in_prompt"):
+        for name in (
+            "bandwidth", "retention", "focal_points", "insights", "chat_turns", "memories_in_prompt", "react_cooldown",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"config: agent.{name}: {getattr(self, name)} must be >= 1. Fix: use a positive value")
         if self.reflect_threshold <= 0:
@@ -121,6 +133,14 @@ class Scratch:
     chat: list[tuple[str, str]] = field(default_factory=list)
     chat_buffer: dict[str, int] = field(default_factory=dict)
     perceived: str = ""
+    replan: str = ""
+    """What calls for a re-plan at the next step (a conversation, a whisper); empty = nothing."""
+    reacted: dict[str, int] = field(default_factory=dict)
+    """Personas reacted to recently, with the steps before reacting to them again."""
+    reaction: str = ""
+    """This step's reaction (``talk:NAME``, ``wait:NAME``, ``continue:NAME``) or empty."""
+    emoji_activity: str = ""
+    """The activity whose emoji ``emoji`` shows (asked again when the activity changes)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -390,7 +410,7 @@ class GenerativeSociety:
             days = self._ask([
                 plan.plan_day_request(
                     self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
-                    [m.description for m in self.agents[i].memory.latest(10, ("thought", "chat"))], cfg.lang,
+                    self._plan_memories(i, now), cfg.lang,
                 ) for i in starting
             ])  # fmt: skip
             for i, ans in zip(starting, days, strict=True):
@@ -412,6 +432,7 @@ class GenerativeSociety:
                     "thought", f"This is {self.agents[i].name}'s plan for {now:%A %B %d}: " + "; ".join(s.daily_plan),
                     when=now, poignancy=5,
                 )  # fmt: skip
+        replanned = self._replan(now) if cfg.replan else []
         new_block = [i for i, a in enumerate(self.agents) if a.scratch.block_hour != now.hour]
         decomposed = self._ask(
             [plan.decompose_request(self.agents[i].profile, self.agents[i].system, now, self.agents[i].block(now.hour), cfg.lang)
@@ -433,13 +454,16 @@ class GenerativeSociety:
         if reflecting:
             self._reflect(reflecting, now)
 
-        # -- 4. execute: the action choice (one batch) ------------------------------------------------------
+        # -- 4. react, then execute: the action choice (one batch) -------------------------------------------
         obs = self._obs
         masks = np.stack([np.asarray(obs[a]["action_mask"]) for a in env.possible_agents])  # (N, 4)
         reach = self._reach(xy, places)
         partners = [self._pick_partner(i, reach) for i in range(n)]
-        requests = []
+        reactions = self._react(partners, masks, places, now) if cfg.react else {}
+        requests, asked = [], []
         for i, a in enumerate(self.agents):
+            if i in reactions:
+                continue  # talking or waiting: the reaction decided this step's action
             target_idx = env.places.index(a.scratch.target)
             social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
             at_research = a.scratch.target in a.profile.research_places
@@ -452,6 +476,7 @@ class GenerativeSociety:
             )
             focal = [a.scratch.activity] + [m.description for m in a.memory.latest(1, ("event",))]
             _, mem_text = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=cfg.memories_in_prompt)
+            asked.append(i)
             requests.append(
                 execute.decide_request(
                     system=a.system,
@@ -467,11 +492,22 @@ class GenerativeSociety:
                     temperature=cfg.temperature,
                 )
             )
-        decisions = self._ask(requests)
-        actions = [d.choice if d.choice in ACTION_NAMES else "move" for d in decisions]
+        actions = ["move"] * n
+        for i, d in zip(asked, self._ask(requests), strict=True):
+            actions[i] = d.choice if d.choice in ACTION_NAMES else "move"
+        waiting: set[int] = set()
+        for i, how in reactions.items():
+            if how == "talk":
+                actions[i] = "chat"
+            else:  # wait: stay here for a step; the hour's remaining steps shift later
+                waiting.add(i)
+                actions[i] = "move"
 
         # -- 5. converse: pairs talk turn by turn (each turn one batch), both remember -----------------
         conversations = self._converse(actions, partners, now, places)
+        if cfg.replan and conversations:
+            self._after_conversations(conversations, now)
+        self._emoji(actions, places)
 
         # -- 6. act in the town -------------------------------------------------------------------------
         rich: dict[str, Any] = {}
@@ -482,11 +518,9 @@ class GenerativeSociety:
             partner = self._index(conv["participants"][1 if conv["participants"][0] == a.name else 0]) if conv else n
             utterance = next((t for s, t in conv["turns"] if s == a.name), None) if conv else None
             action = "chat" if conv else actions[i]
-            at_home = int(places[i]) == int(env.home[i])
-            a.scratch.action, a.scratch.emoji = action, execute.emoji_for(action, at_home)
-            rich[env.possible_agents[i]] = execute.rich_action(
-                action, env.places.index(a.scratch.target), partner, utterance
-            )
+            a.scratch.action = action
+            target = int(places[i]) if i in waiting and not conv else env.places.index(a.scratch.target)
+            rich[env.possible_agents[i]] = execute.rich_action(action, target, partner, utterance)
             x, y = env.position(i)
             record_agents[a.name] = {
                 "position": [x, y],
@@ -497,6 +531,8 @@ class GenerativeSociety:
                 "utterance": utterance,
                 "fallback": bool(self._step_fallbacks[i]),
                 "fallbacks": list(self._step_fallbacks[i]),
+                "reaction": a.scratch.reaction or None,
+                "replanned": i in replanned,
             }
         record = {
             "step": self.step_count,
@@ -517,6 +553,162 @@ class GenerativeSociety:
         return record
 
     # -- helpers of step() --------------------------------------------------------------------------
+    def _plan_memories(self, i: int, now: dt.datetime) -> list[str]:
+        """What the persona retrieves when it plans its day (recency, importance, relevance, task resonance)."""
+        a = self.agents[i]
+        focal = [f"{a.name}'s plans for {now:%A}", a.persona.task]
+        nodes, _ = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=10)
+        return [x.description for x in nodes]
+
+    def _known_places(self, i: int) -> list[str]:
+        """The env places persona ``i`` may plan to go to: its own, and every place in its spatial memory."""
+        a = self.agents[i]
+        known = [p for p in a.profile.places]
+        for sector, arenas in a.spatial.tree.items():
+            for arena in arenas:
+                place = f"{sector}:{arena}"
+                if place in self._place_set and place not in known:
+                    known.append(place)
+        return known
+
+    @functools.cached_property
+    def _place_set(self) -> frozenset[str]:
+        return frozenset(self.env.places)
+
+    def _replan(self, now: dt.datetime) -> list[int]:
+        """Re-plan the rest of today for the personas whose scratch asks for it (one batch); returns them."""
+        who = [i for i, a in enumerate(self.agents) if a.scratch.replan and a.scratch.hourly]
+        if not who:
+            for a in self.agents:
+                a.scratch.replan = ""
+            return []
+        cfg = self.cfg
+        requests = []
+        for i in who:
+            a = self.agents[i]
+            _, mem_text = retrieve_lines(
+                a.memory, [a.scratch.replan], now, task=a.persona.task, k=cfg.memories_in_prompt
+            )
+            requests.append(
+                react.replan_request(
+                    a.profile, a.system, now=now, hourly=a.scratch.hourly, trigger=a.scratch.replan,
+                    memories=mem_text, places=self._known_places(i), lang=cfg.lang,
+                )
+            )  # fmt: skip
+        for i, ans in zip(who, self._ask(requests), strict=True):
+            a = self.agents[i]
+            before = [dict(b) for b in a.scratch.hourly]
+            a.scratch.hourly = react.merge_replan(
+                a.scratch.hourly, now, (ans.data or {}).get("schedule") or [], self._known_places(i)
+            )
+            changed = [b for b, old in zip(a.scratch.hourly, before, strict=True) if b != old]
+            if changed:
+                summary = "; ".join(f"{b['hour']}:00 {b['activity']} at {b['place']}" for b in changed[:4])
+                a.memory.add("thought", f"{a.name} changed the plan for today: {summary}", when=now, poignancy=5)
+            a.scratch.replan = ""
+        for a in self.agents:
+            a.scratch.replan = ""  # a persona without a schedule yet plans its day from memory anyway
+        return who
+
+    def _react(self, partners: list[int], masks: np.ndarray, places: np.ndarray, now: dt.datetime) -> dict[int, str]:
+        """Decide to talk, wait or continue for each persona that has another within reach (one batch).
+
+        Returns ``{persona: "talk" | "wait"}`` for those whose reaction sets this step's action.
+        """
+        cfg, env = self.cfg, self.env
+        for a in self.agents:
+            a.scratch.reaction = ""
+            a.scratch.reacted = {k: v - 1 for k, v in a.scratch.reacted.items() if v > 1}
+        who = []
+        for i, a in enumerate(self.agents):
+            j = partners[i]
+            if j < 0 or a.scratch.activity == "sleeping" or self.agents[j].name in a.scratch.reacted:
+                continue
+            who.append((i, j))
+        if not who:
+            return {}
+        requests = []
+        for i, j in who:
+            a, b = self.agents[i], self.agents[j]
+            _, mem_text = retrieve_lines(a.memory, [b.name], now, task=a.persona.task, k=cfg.memories_in_prompt)
+            social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
+            rule = react.react_rule(
+                social=social and bool(masks[i][1]),
+                other_busy=b.scratch.action in ("task", "research") or b.scratch.chatting_with is not None,
+                same_target=b.scratch.target == a.scratch.target
+                and int(places[i]) == env.places.index(a.scratch.target),
+            )
+            requests.append(
+                react.react_request(
+                    a.profile, a.system, other=b.name, other_doing=b.scratch.activity, now=now,
+                    place=env.places[int(places[i])], activity=a.scratch.activity, memories=mem_text, rule=rule,
+                    lang=cfg.lang,
+                )
+            )  # fmt: skip
+        out: dict[int, str] = {}
+        stride = int(env.stride)
+        for (i, j), ans in zip(who, self._ask(requests), strict=True):
+            a, b = self.agents[i], self.agents[j]
+            how = ans.choice if ans.choice in react.REACTIONS else "continue"
+            a.scratch.reacted[b.name] = cfg.react_cooldown
+            a.scratch.reaction = f"{how}:{b.name}"
+            if how == "talk" and masks[i][1]:
+                out[i] = "talk"
+            elif how == "wait":
+                out[i] = "wait"
+                a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"waiting for {b.name}")
+                a.scratch.activity = f"waiting for {b.name}"
+        return out
+
+    def _after_conversations(self, conversations: list[dict[str, Any]], now: dt.datetime) -> None:
+        """Conversations take time out of the hour, leave a memo and a planning thought, and call for a re-plan."""
+        cfg, stride = self.cfg, int(self.env.stride)
+        jobs: list[tuple[int, str, list[tuple[str, str]]]] = []
+        for conv in conversations:
+            names = conv["participants"]
+            turns = [(str(t[0]), str(t[1])) for t in conv["turns"]]
+            for me, other in ((names[0], names[1]), (names[1], names[0])):
+                i = self._index(me)
+                a = self.agents[i]
+                a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"chatting with {other}")
+                a.scratch.activity = f"chatting with {other}"
+                jobs.append((i, other, turns))
+        memos = self._ask([react.memo_request(self.agents[i].profile, self.agents[i].system, o, t, cfg.lang)
+                           for i, o, t in jobs])  # fmt: skip
+        thoughts = self._ask([react.planning_thought_request(self.agents[i].profile, self.agents[i].system, o, t,
+                                                             cfg.lang) for i, o, t in jobs])  # fmt: skip
+        for (i, other, turns), memo, thought in zip(jobs, memos, thoughts, strict=True):
+            a = self.agents[i]
+            memo_text = str((memo.data or {}).get("memo", "")).strip()[:300]
+            plan_text = str((thought.data or {}).get("thought", "")).strip()[:300]
+            for text in (memo_text, plan_text):
+                if text:
+                    a.memory.add("thought", text, when=now, poignancy=perceive.poignancy_rule(a.profile, text),
+                                 spo=(a.name, "thinks about", other))  # fmt: skip
+            said = " ".join(t for s, t in turns if s == other)[:200]
+            a.scratch.replan = f"conversation with {other}: {said} {plan_text}".strip()
+
+    def _emoji(self, actions: list[str], places: np.ndarray) -> None:
+        """The emoji of each persona's activity: the model's for a new activity (one batch), else the rule's."""
+        env, cfg = self.env, self.cfg
+        rules = [execute.emoji_for(actions[i], int(places[i]) == int(env.home[i])) for i in range(len(self.agents))]
+        if not cfg.model_emoji:
+            for a, rule in zip(self.agents, rules, strict=True):
+                a.scratch.emoji = rule
+            return
+        new = [i for i, a in enumerate(self.agents) if a.scratch.emoji_activity != a.scratch.activity]
+        answers = self._ask(
+            [
+                react.emoji_request(self.agents[i].system, self.agents[i].scratch.activity, rules[i], cfg.lang)
+                for i in new
+            ]
+        )
+        for i, ans in zip(new, answers, strict=True):
+            a = self.agents[i]
+            got = (ans.data or {}).get("emoji")
+            a.scratch.emoji = str(got) if react.valid_emoji(got) else rules[i]
+            a.scratch.emoji_activity = a.scratch.activity
+
     def _reach(self, xy: np.ndarray, places: np.ndarray) -> np.ndarray:
         cheb = np.abs(xy[:, None, :] - xy[None, :, :]).max(2)  # (N, N)
         reach = (cheb <= self.env.dynamics.chat_radius) & (places[:, None] == places[None, :])
@@ -667,6 +859,20 @@ class GenerativeSociety:
             fallback=lambda: fallback,
         )
         return self.llm.complete(request).text
+
+    def whisper(self, name: str, text: str) -> None:
+        """The persona's inner voice (``call -- whisper NAME: TEXT``): a high-poignancy thought, then a re-plan.
+
+        Raises:
+            KeyError: an unknown persona, listing the personas.
+            ValueError: an empty text.
+        """
+        a = self.agent(name)
+        text = " ".join(str(text).split())[:300]
+        if not text:
+            raise ValueError("whisper: TEXT: is empty. Fix: call -- whisper NAME: what the persona should think")
+        a.memory.add("thought", text, when=self.env.now, poignancy=WHISPER_POIGNANCY, spo=(a.name, "thinks", "whisper"))
+        a.scratch.replan = f"{a.persona.first_name} thinks: {text}"
 
     def load_history(self, csv_path: str | Path) -> int:
         """Seed memories from a CSV with columns ``name`` and ``whisper`` (the original's agent history).
