@@ -20,6 +20,8 @@ The commands of the original Generative Agents' reverie server, one per line on 
     call -- analysis NAME                          talk with the persona (not stored in its memory);
                                                    then one message per line, 'end_convo' to stop
     call -- load history FILE.csv                  seed memories (CSV columns name,whisper)
+    call -- whisper NAME: TEXT                     the persona's inner voice: a high-poignancy thought
+                                                   that makes it re-plan the rest of its day
     start path tester mode                         the path a persona would walk (the simulation does not
                                                    advance); then 'NAME, PLACE' or 'NAME, X,Y' per line,
                                                    'exit' or an empty line to stop
@@ -84,6 +86,7 @@ class Console:
             (re.compile(r"print\s+tile\s+event\s+(.+)"), self.cmd_tile_event),
             (re.compile(r"print\s+tile\s+details\s+(.+)"), self.cmd_tile_details),
             (re.compile(r"call\s+--\s+load\s+history\s+(.+)"), self.cmd_load_history),
+            (re.compile(r"call\s+--\s+whisper\s+([^:]+):(.*)"), self.cmd_whisper),
             (re.compile(r"help|\?"), lambda: HELP),
             (re.compile(r"history"), self.cmd_history),
         ]
@@ -305,6 +308,9 @@ class Console:
 
     def cmd_load_history(self, path: str) -> str:
         return str(self.sim.society.load_history(path))
+
+    def cmd_whisper(self, name: str, text: str) -> str:
+        return self.sim.society.whisper(name, text)
 
     def cmd_history(self) -> str:
         return "\n".join(f"{k + 1:4d}  {line}" for k, line in enumerate(self.history)) or "(no commands yet)"

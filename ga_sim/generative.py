@@ -177,6 +177,10 @@ class GenerativeDriver:
     def load_history(self, path: str | Path) -> str:
         return f"loaded {self.society.load_history(path)} memories from {path}"
 
+    def whisper(self, name: str, text: str) -> str:
+        self.society.whisper(name, text)
+        return f"{self._name(name)} heard: {' '.join(text.split())[:300]} (re-plans at the next step)"
+
     def lessons(self) -> dict[str, list[str]]:
         """The lessons in the personas' system prompts, by group (those of the group's first persona)."""
         out: dict[str, list[str]] = {}

@@ -106,6 +106,14 @@ class Society(Protocol):
         """Seed memories from a CSV file (``name,whisper``); returns a summary."""
         ...
 
+    def whisper(self, name: str, text: str) -> str:
+        """The persona's inner voice (``call -- whisper NAME: TEXT``); returns what happened.
+
+        Raises:
+            KeyError: an unknown persona. ValueError: the mind cannot hear it, or an empty text.
+        """
+        ...
+
     def lessons(self) -> dict[str, list[str]]:
         """The lessons in the minds' system prompts, by group (empty: none, or no prompts)."""
         ...
@@ -418,6 +426,14 @@ class PolicySociety:
         return (
             f"{self.env.personas[i].name} is driven by a {self.kind} policy, which has no language model; "
             "run the simulation with the generative mind to talk with a persona"
+        )
+
+    def whisper(self, name: str, text: str) -> str:
+        """A numeric policy has no thoughts to whisper to: a clear error naming the fix."""
+        i = persona_index(self.env, name)
+        raise ValueError(
+            f"whisper: {self.env.personas[i].name} is driven by a {self.kind} policy, which has no memory or plan "
+            "to change. Fix: run the simulation with --mind generative"
         )
 
     def load_history(self, path: str | Path) -> str:

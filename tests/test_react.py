@@ -1,0 +1,172 @@
+"""Reactions and re-planning (issue 16) with the deterministic scripted backend: a conversation changes the
+schedule, a whisper changes the plan, waiting shifts the hour, emoji come from the model or the rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from test_cognition import Recorder, society
+
+from agents.cognition import react
+from agents.generative import WHISPER_POIGNANCY
+from agents.llm.base import LLMRequest, LLMResponse
+from ga_sim.console import Console
+from ga_sim.simulation import Simulation
+
+
+def test_insert_step_shifts_what_follows_and_cuts_at_the_hour() -> None:
+    steps = [{"minutes": 10, "activity": "getting ready"}, {"minutes": 50, "activity": "painting"}]
+    out = react.insert_step(steps, 20, 10, "chatting with Theo")
+    assert out == [
+        {"minutes": 10, "activity": "getting ready"},
+        {"minutes": 10, "activity": "painting"},
+        {"minutes": 10, "activity": "chatting with Theo"},
+        {"minutes": 30, "activity": "painting"},  # 40 minutes of painting were planned from 20: 10 are lost
+    ]
+    assert sum(s["minutes"] for s in out) == 60
+    assert react.insert_step([], 30, 10, "waiting")[-1] == {"minutes": 10, "activity": "waiting"}
+
+
+def test_replan_rule_moves_the_named_hour_to_a_known_place_only() -> None:
+    hourly = [{"hour": h, "activity": "work", "place": "Lumen Gallery:artist studio"} for h in range(24)]
+    now = dt.datetime(2023, 2, 13, 10, 0)
+    places = ["Lumen Gallery:artist studio", "Willow Cafe:dining area"]
+    out = react.replan_rule(hourly, now, "Meet Theo at the Willow Cafe dining area at 3pm", places)
+    changed = {b["hour"]: b["place"] for b in out if b["place"] != "Lumen Gallery:artist studio"}
+    assert changed == {15: "Willow Cafe:dining area"}
+    assert all(10 < b["hour"] < 23 for b in out)  # only the rest of today
+    unknown = react.replan_rule(hourly, now, "Meet Theo at the harbour at 15:00", places)
+    assert all(b["place"] == "Lumen Gallery:artist studio" for b in unknown)
+    soon = react.replan_rule(hourly, now, "go to willow cafe:dining area", places)
+    assert [b["hour"] for b in soon if b["place"] != "Lumen Gallery:artist studio"] == [11]  # no hour: the next
+
+
+def test_a_whisper_changes_the_plan_and_is_remembered() -> None:
+    s = society(Recorder(), n=4)
+    s.step()  # the day is planned
+    a = s.agent("Isabel Ortiz")
+    known = s._known_places(s.agents.index(a))
+    cafe = next(p for p in known if p != a.scratch.hourly[16]["place"] and p != a.profile.home)
+    s.whisper("Isabel", f"I promised Theo to meet him at {cafe} at 16:00")
+    thought = a.memory.of_kind("thought")[0]
+    assert "promised Theo" in thought.description and thought.poignancy == WHISPER_POIGNANCY
+    record = s.step()
+    assert record["agents"]["Isabel Ortiz"]["replanned"] is True
+    assert a.scratch.hourly[16]["place"] == cafe and "as arranged" in a.scratch.hourly[16]["activity"]
+    assert any("changed the plan" in m.description for m in a.memory.of_kind("thought"))
+    assert a.scratch.replan == ""
+    with pytest.raises(ValueError, match="empty"):
+        s.whisper("Isabel", "   ")
+    with pytest.raises(KeyError):
+        s.whisper("Nobody", "hello")
+
+
+class Chatty(Recorder):
+    """The scripted backend, except that every reaction is 'talk' (so conversations happen at once)."""
+
+    def __init__(self, reaction: str = "talk") -> None:
+        super().__init__()
+        self.reaction = reaction
+
+    def complete_many(self, requests: list[LLMRequest]) -> list[LLMResponse]:  # type: ignore[override]
+        out = super().complete_many(requests)
+        for k, r in enumerate(requests):
+            if r.kind == "react":
+                out[k] = LLMResponse(text=self.reaction, choice=self.reaction)
+        return out
+
+
+def _first_with(s: object, key: str, steps: int = 40) -> dict:  # type: ignore[type-arg]
+    for _ in range(steps):
+        record = s.step()  # type: ignore[attr-defined]
+        if any(v.get("reaction") and v["reaction"].startswith(key) for v in record["agents"].values()):
+            return record  # type: ignore[no-any-return]
+    raise AssertionError(f"no {key!r} reaction in {steps} steps")
+
+
+def test_a_conversation_shifts_the_hour_leaves_thoughts_and_replans() -> None:
+    llm = Chatty("talk")
+    s = society(llm, n=6)
+    record = {}
+    for _ in range(60):
+        record = s.step()
+        if record["conversations"]:
+            break
+    assert record["conversations"], "no conversation in 60 steps"
+    conv = record["conversations"][0]
+    me, other = conv["participants"]
+    a = s.agent(me)
+    assert any(step["activity"] == f"chatting with {other}" for step in a.scratch.steps)
+    assert sum(int(step["minutes"]) for step in a.scratch.steps) <= 60
+    thoughts = [m.description for m in a.memory.of_kind("thought")]
+    assert any(other in t for t in thoughts)  # the memo names the partner
+    assert len(llm.requests("memo")) >= 2 and len(llm.requests("planning_thought")) >= 2
+    assert a.scratch.replan.startswith(f"conversation with {other}")
+    nxt = s.step()
+    assert nxt["agents"][me]["replanned"] is True and a.scratch.replan == ""
+    assert any(r.kind == "replan" for r in llm.requests("replan"))
+
+
+def test_waiting_keeps_the_persona_in_place_and_shifts_its_steps() -> None:
+    s = society(Chatty("wait"), n=6)
+    record = _first_with(s, "wait")
+    name = next(k for k, v in record["agents"].items() if (v.get("reaction") or "").startswith("wait"))
+    a = s.agent(name)
+    assert a.scratch.activity.startswith("waiting for")
+    assert any(step["activity"].startswith("waiting for") for step in a.scratch.steps)
+    i = s.env.possible_agents.index("_".join(name.lower().split()))
+    assert s.env.position(i) == tuple(record["agents"][name]["position"])  # it did not walk on
+    # a reaction is asked once per other persona and cooldown, not every step
+    again = s.step()
+    other = record["agents"][name]["reaction"].split(":", 1)[1]
+    assert again["agents"][name]["reaction"] != f"wait:{other}"
+
+
+def test_emoji_from_the_model_or_the_rule() -> None:
+    assert react.valid_emoji("🎨") and react.valid_emoji("☕📖")
+    assert not react.valid_emoji("paint") and not react.valid_emoji("") and not react.valid_emoji("🎨a")
+    llm = Recorder()
+    s = society(llm, n=3)
+    s.step()
+    asked = llm.requests("emoji")
+    assert len(asked) == 3  # one per persona with a new activity
+    s.step()
+    assert len(llm.requests("emoji")) - len(asked) <= 3  # asked again only when the activity changed
+    for a in s.agents:
+        assert react.valid_emoji(a.scratch.emoji)
+
+
+def test_plans_retrieve_memories_instead_of_taking_the_latest() -> None:
+    llm = Recorder()
+    s = society(llm, n=2)
+    a = s.agents[0]
+    now = s.env.now
+    a.memory.add("thought", f"{a.name} must finish the mural for the exhibition", when=now - dt.timedelta(days=3),
+                 poignancy=9)  # fmt: skip
+    for k in range(12):
+        a.memory.add("event", f"a pigeon walks by ({k})", when=now - dt.timedelta(minutes=k), poignancy=1)
+    s.step()
+    plan_request = next(r for r in llm.requests("plan_day") if r.system == a.system)
+    assert "must finish the mural" in plan_request.user  # old but important and on task: retrieved
+
+
+def test_console_whisper_reaches_the_generative_mind_and_is_refused_by_a_policy(tmp_path: Path) -> None:
+    sim = Simulation.create(tmp_path, "w", ["env.max_agents=4"], start="2023-02-13 07:00", stride=10,
+                            mind="generative")  # fmt: skip
+    console = Console(sim, progress=False)
+    sim.run(1, progress=False)
+    answer = console.execute("call -- whisper Isabel: I should visit the gallery tonight")
+    assert answer.startswith("Isabel Ortiz heard: I should visit the gallery tonight")
+    memory = sim.society.state_dict()["minds"]["agents"]["Isabel Ortiz"]["scratch"]
+    assert memory["replan"].endswith("I should visit the gallery tonight")
+    assert "error: whisper: TEXT: is empty" in console.execute("call -- whisper Isabel:   ")
+    assert console.execute("call -- whisper Nobody: hi").startswith("error:")
+    policy = Simulation.create(tmp_path, "s", ["env.max_agents=4"], start="2023-02-13 07:00", stride=10,
+                               mind="scripted")  # fmt: skip
+    refused = Console(policy, progress=False).execute("call -- whisper Isabel: hi")
+    assert (
+        refused.startswith("error: whisper: Isabel Ortiz is driven by a scripted policy")
+        and "--mind generative" in refused
+    )
