@@ -419,13 +419,13 @@ class GenerativeSociety:
             hours = self._ask([
                 plan.plan_hour_request(
                     self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
-                    self.agents[i].scratch.daily_plan, cfg.lang,
+                    self.agents[i].scratch.daily_plan, cfg.lang, self._known_places(i),
                 ) for i in starting
             ])  # fmt: skip
             for i, ans in zip(starting, hours, strict=True):
                 s = self.agents[i].scratch
                 s.hourly = plan.merge_schedule(
-                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", [])
+                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", []), self._known_places(i)
                 )
                 s.plan_date, s.block_hour = today, -1
                 self.agents[i].memory.add(

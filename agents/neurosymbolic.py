@@ -32,7 +32,9 @@ import numpy.typing as npt
 from agents.base import FloatArray, masked_log_softmax
 from agents.cognition import execute
 from agents.cognition.prompts import PersonaProfile, system_prompt
+from agents.cognition.retrieve import retrieve_lines
 from agents.llm.base import LLMBackend, LLMRequest, LLMResponse
+from agents.memory import MemoryStream
 from agents.scripted import ScriptedPolicy
 from agents.softmax import N_ACTIONS, SoftmaxCache, SoftmaxPolicy
 from ga_env import ACTION_NAMES, OBS, TownEnv
@@ -75,6 +77,20 @@ class _EnvState:
     rule: ScriptedPolicy  # the rule-based fallback's routine (keeps its own chat streaks)
     env: TownEnv  # held so that its id() cannot be reused by another env while this entry lives
     profiles: list[PersonaProfile] = field(default_factory=list)
+    memories: list[MemoryStream] = field(default_factory=list)  # what each persona perceived at its decisions
+
+
+MEMORY_CAPACITY = 64
+"""Memories a persona of the neuro-symbolic policy keeps (its perceptions at its LLM decisions)."""
+MEMORIES_IN_PROMPT = 3
+"""Retrieved memories in its decision prompt."""
+
+
+def _memories(n: int) -> list[MemoryStream]:
+    from agents.embeddings import CachedEmbedder, HashingEmbedder
+
+    embedder = CachedEmbedder(HashingEmbedder(256))
+    return [MemoryStream(embedder, capacity=MEMORY_CAPACITY) for _ in range(n)]
 
 
 def _profiles(env: TownEnv) -> list[PersonaProfile]:
@@ -182,6 +198,7 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
                     rule=ScriptedPolicy(env.groups),
                     env=env,
                     profiles=_profiles(env),
+                    memories=_memories(n),
                 )
                 self._envs[id(env)] = st
                 fresh = True
@@ -199,16 +216,23 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             st.target = targets.copy()
             if self.lam == 0.0:
                 continue  # the LLM term is zero: no calls
+            now = env.now
             for i in map(int, np.flatnonzero(due)):
                 prof = st.profiles[i]
                 place = env.places[int(env.current_places[i])]
+                perceived = env.perceive(i)
+                memory = st.memories[i]
+                _, remembered = retrieve_lines(memory, [prof.persona.task, place], now, task=prof.persona.task,
+                                               k=MEMORIES_IN_PROMPT)  # fmt: skip
+                memory.add("event", f"{now:%a %H:%M} at {place}: {perceived[:240]}", when=now, poignancy=3.0)
+                memory.forget(now)
                 req = execute.decide_request(
                     system=self._system(prof),
-                    perceived=env.perceive(i),
+                    perceived=perceived,
                     place=place,
                     activity=prof.persona.task,
                     target=env.places[int(targets[i])],
-                    memories="(none)",
+                    memories=remembered,
                     mask=masks[i],
                     lang=self.lang,
                     fallback=functools.partial(str, ACTION_NAMES[int(rule[i])]),
@@ -237,6 +261,7 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             "target": st.target.copy(),
             "streak": st.rule.streak.copy(),
             "llm_calls": self.llm_calls,
+            "memories": [m.state_dict() for m in st.memories],
         }
 
     def load_env_state(self, env: TownEnv, state: dict[str, Any]) -> None:
@@ -246,6 +271,9 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             return
         rule = ScriptedPolicy(env.groups)
         rule.streak = np.asarray(state["streak"]).copy()
+        memories = _memories(len(state["ell"]))
+        for m, saved in zip(memories, state.get("memories") or [], strict=False):  # older runs: no memories
+            m.load_state_dict(saved)
         self._envs[id(env)] = _EnvState(
             ell=np.asarray(state["ell"], dtype=np.float64).copy(),
             since=np.asarray(state["since"], dtype=np.int64).copy(),
@@ -253,6 +281,7 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             rule=rule,
             env=env,
             profiles=_profiles(env),
+            memories=memories,
         )
         self.llm_calls = int(state["llm_calls"])
 

@@ -181,3 +181,24 @@ def test_trains_end_to_end(tmp_path: Path) -> None:
     cfg.agent = AgentConfig(kind="neurosymbolic", hidden=16, checkpoint=str(ckpt))
     with pytest.raises(CheckpointError, match=r"agent\.hidden"):
         make_policy(cfg.agent, cfg.llm, cfg.env.make(), np.random.default_rng(7))
+
+
+def test_decisions_see_retrieved_memories_and_they_survive_a_resume() -> None:
+    e = env()
+    rec = Recorder()
+    ns = policy(e, rec, decide_every=2)
+    rollout_obs(ns, [e], 1)
+    assert all("Relevant memories:\n(none)" in r.user for r in rec.batches[0])  # nothing remembered yet
+    assert len(ns.env_state(e)["memories"]) == len(e.possible_agents)
+    rec.batches.clear()
+    obs, mask = e.reset_arrays(5)
+    for _ in range(4):  # the same episode, continued: later decisions quote earlier perceptions
+        aug = ns.augment_obs([e], obs[None])[0]
+        obs, mask, _, _ = e.step_arrays(ns.act(aug, mask, np.random.default_rng(0)))
+    later = [r for b in rec.batches for r in b]
+    assert later and all("(none)" not in r.user.split("Relevant memories:")[1].split("Possible actions")[0]
+                         for r in later)  # fmt: skip
+    saved = ns.env_state(e)
+    other = policy(e, Recorder(), decide_every=2)
+    other.load_env_state(e, saved)
+    assert repr(other.env_state(e)["memories"]) == repr(saved["memories"])

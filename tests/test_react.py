@@ -170,3 +170,21 @@ def test_console_whisper_reaches_the_generative_mind_and_is_refused_by_a_policy(
         refused.startswith("error: whisper: Isabel Ortiz is driven by a scripted policy")
         and "--mind generative" in refused
     )
+
+
+def test_the_hourly_plan_may_use_every_place_of_spatial_memory() -> None:
+    llm = Recorder()
+    s = society(llm, n=2)
+    a = s.agents[0]
+    elsewhere = next(p for p in s.env.places if p not in a.profile.places)
+    a.spatial.learn(f"{s.env.town_map.name}:{elsewhere}")  # seen on a walk
+    s.step()
+    request = next(r for r in llm.requests("plan_hour") if r.system == a.system)
+    enum = request.schema["properties"]["schedule"]["items"]["properties"]["place"]["enum"]  # type: ignore[index]
+    assert elsewhere in enum and set(a.profile.places) <= set(enum)
+    unknown = next(p for p in s.env.places if p not in enum)
+    from agents.cognition import plan
+
+    merged = plan.merge_schedule(a.profile, 7, [{"hour": 10, "activity": "x", "place": elsewhere},
+                                                {"hour": 11, "activity": "y", "place": unknown}], enum)  # fmt: skip
+    assert merged[10]["place"] == elsewhere and merged[11]["place"] != unknown

@@ -122,10 +122,18 @@ def plan_day_request(
 
 
 def plan_hour_request(
-    profile: PersonaProfile, system: str, date: dt.date, wake: int, plan: list[str], lang: str
+    profile: PersonaProfile,
+    system: str,
+    date: dt.date,
+    wake: int,
+    plan: list[str],
+    lang: str,
+    places: list[str] | None = None,
 ) -> LLMRequest:
+    """The hourly schedule; each block at one of ``places`` (default: the persona's own places; the
+    generative mind passes every place of its spatial memory too, so what it knows decides where it goes)."""
     rule = [b for b in hourly_schedule_rule(profile, wake) if b["hour"] >= wake]
-    places = list(profile.places)
+    places = list(places or profile.places)
     return LLMRequest(
         kind="plan_hour",
         system=system,
@@ -161,13 +169,16 @@ def plan_hour_request(
     )
 
 
-def merge_schedule(profile: PersonaProfile, wake: int, answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """24 blocks: the model's where it gave a valid hour and place, the rule's elsewhere."""
+def merge_schedule(
+    profile: PersonaProfile, wake: int, answer: list[dict[str, Any]], places: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """24 blocks: the model's where it gave a valid hour and a place of ``places`` (default: the
+    persona's own), the rule's elsewhere."""
     out = hourly_schedule_rule(profile, wake)
-    places = set(profile.places)
+    places_ok = set(places or profile.places)
     for block in answer:
         h, place = block.get("hour"), block.get("place")
-        if isinstance(h, int) and wake <= h < SLEEP_HOUR and place in places:
+        if isinstance(h, int) and wake <= h < SLEEP_HOUR and place in places_ok:
             out[h] = {"hour": h, "activity": str(block.get("activity", ""))[:120] or out[h]["activity"], "place": place}
     return out
 
