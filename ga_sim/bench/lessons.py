@@ -40,7 +40,8 @@ Answers are cached on disk per prompt (``cache_dir``), so a prompt shared by con
 counterfactuals are the next conditions' prompts while their episodes stay on the same states)
 is asked once; the calibrated setting reuses the plain answers and adds one content-free answer
 per system prompt and choice set. Any ``llm`` config works (``llm=openai llm.base_url=...``): the
-same figures for a hosted model.
+same figures for a hosted model. The step deadline is off (``llm.step_deadline_s=null`` unless
+given): a deadline fallback would replace the model's answer that is being measured.
 """
 
 from __future__ import annotations
