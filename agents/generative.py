@@ -21,8 +21,15 @@ persona's cognition. One :meth:`GenerativeSociety.step` runs, for all personas t
 Every batch goes through ``llm.complete_many`` (concurrent for real backends). Every request has a
 rule-based fallback from the persona's own fields, which the ``scripted`` backend answers with.
 
-The driver records each step (positions, actions, emoji, descriptions, utterances and whole
-conversations) for the transcript, and :meth:`GenerativeSociety.state_dict` /
+**Objects with state** (the original's object events): a persona that works or researches at its
+target place, rests at home or chats at a social site acts on one object of that arena
+(:class:`TownObjects`: the object whose name best matches the activity's words, else the arena's
+first), whose state becomes ``"being used by NAME: ACTIVITY"`` (a rule, no LLM call) until the
+persona leaves or does something else. Personas perceive the objects in use within their vision
+radius as events, competing with persona events for the attention bandwidth.
+
+The driver records each step (positions, actions, emoji, descriptions, utterances, whole
+conversations, the object each persona acted on and the objects in use) for the transcript, and :meth:`GenerativeSociety.state_dict` /
 :meth:`GenerativeSociety.load_state_dict` hold everything of the minds needed to resume exactly
 (memories, schedules, scratch, lessons, the society's generator). The env's own state is the
 caller's to save.
@@ -36,6 +43,7 @@ import dataclasses
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +58,7 @@ from agents.embeddings import Embedder
 from agents.llm.base import LLMBackend, LLMRequest, LLMResponse
 from agents.memory import MemoryNode, MemoryStream, RetrievalWeights, SpatialMemory
 from ga_env import ACTION_NAMES, TownEnv
+from ga_env.maps import TownMap
 from ga_env.personas import Persona
 
 WHISPER_POIGNANCY = 9.0
@@ -57,7 +66,10 @@ WHISPER_POIGNANCY = 9.0
 RECORDS_KEPT = 144
 """Step records kept in memory by :class:`GenerativeSociety` (one day at the default stride)."""
 
-__all__ = ["GenerativeAgent", "GenerativeConfig", "GenerativeSociety", "make_town"]
+IDLE = "idle"
+"""The state of an object nobody acts on."""
+
+__all__ = ["IDLE", "GenerativeAgent", "GenerativeConfig", "GenerativeSociety", "TownObjects", "make_town"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +125,94 @@ def make_town(**kwargs: Any) -> TownEnv:
     import ga_env
 
     return ga_env.parallel_env(action_mode="rich", text_obs=True, obs_mode="dict", **kwargs)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class TownObjects:
+    """The town's objects as personas act on them: one per arena and object name (a table with two tiles
+    in the dining area is one object), in reading order of their first tile.
+
+    Attributes:
+        addresses: ``(M,)`` ``Town:Sector:arena:object``.
+        names: ``(M,)`` the object's name (``"exhibition wall"``).
+        place: ``(M,)`` index of the object's arena in ``TownMap.places``.
+        tile_xy: ``(T, 2)`` every object tile, ``(x, y)``.
+        tile_object: ``(T,)`` the object of each tile.
+        vocabulary: ``(V,)`` the words of the object names.
+        name_words: ``(M, V)`` which words each object's name has.
+    """
+
+    addresses: tuple[str, ...]
+    names: tuple[str, ...]
+    place: np.ndarray
+    tile_xy: np.ndarray
+    tile_object: np.ndarray
+    vocabulary: tuple[str, ...]
+    name_words: np.ndarray
+
+    @classmethod
+    def of(cls, town: TownMap) -> TownObjects:
+        """The objects of ``town`` (none if its map has no object layer)."""
+        ys, xs = np.nonzero(town.object_of >= 0)  # row-major: reading order
+        key = town.place_of[ys, xs].astype(np.int64) * max(len(town.object_names), 1) + town.object_of[ys, xs]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")  # unique key -> reading-order index
+        order = np.argsort(first, kind="stable")
+        place = town.place_of[ys[first[order]], xs[first[order]]].astype(np.int64)
+        names = tuple(town.object_names[int(o)] for o in town.object_of[ys[first[order]], xs[first[order]]])
+        addresses = tuple(f"{town.name}:{town.places[int(p)]}:{name}" for p, name in zip(place, names, strict=True))
+        vocabulary = tuple(dict.fromkeys(w for name in names for w in _words(name)))
+        name_words = np.array([[w in _words(name) for w in vocabulary] for name in names], dtype=bool)
+        return cls(
+            addresses=addresses,
+            names=names,
+            place=place,
+            tile_xy=np.stack([xs, ys], axis=1).astype(np.int64),
+            tile_object=rank[inverse.ravel()].astype(np.int64),
+            vocabulary=vocabulary,
+            name_words=name_words.reshape(len(names), len(vocabulary)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def index(self, address: str) -> int:
+        """The object at ``address`` (``Town:Sector:arena:object``).
+
+        Raises:
+            KeyError: an unknown address.
+        """
+        try:
+            return self.addresses.index(address)
+        except ValueError:
+            raise KeyError(f"object {address!r} is unknown; objects read Town:Sector:arena:object") from None
+
+    def tiles(self, m: int) -> list[list[int]]:
+        """The ``[x, y]`` tiles of object ``m``."""
+        return self.tile_xy[self.tile_object == m].tolist()
+
+    def distance(self, xy: np.ndarray) -> np.ndarray:
+        """``(N, M)`` Chebyshev distance from each of ``xy`` ``(N, 2)`` to each object's nearest tile."""
+        cheb = np.abs(xy[:, None, :] - self.tile_xy[None, :, :]).max(-1)  # (N, T)
+        out = np.full((len(xy), len(self)), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(out.T, self.tile_object, cheb.T)
+        return out
+
+    def choose(self, places: np.ndarray, activities: Sequence[str]) -> np.ndarray:
+        """The object each persona acts on: in its arena ``places[i]``, the object with the most name words in
+        ``activities[i]`` (a word matches its plural too), ties and no match the arena's first; -1 if the
+        arena has none. ``(N,)``."""
+        said = [_words(text) for text in activities]
+        hits = np.array([[any(t.startswith(w) for t in words) for w in self.vocabulary] for words in said], dtype=bool)
+        score = hits.reshape(len(said), len(self.vocabulary)).astype(np.int64) @ self.name_words.T  # (N, M)
+        here = self.place[None, :] == np.asarray(places)[:, None]  # (N, M)
+        m = len(self)
+        key = np.where(here, score * m - np.arange(m), np.iinfo(np.int64).min)  # most words, then reading order
+        return np.where(here.any(1), key.argmax(1) if m else -1, -1)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z]+", text.lower()))
 
 
 @dataclass(kw_only=True)
@@ -288,6 +388,11 @@ class GenerativeSociety:
         self._step_fallbacks: list[list[str]] = []  # per persona: "kind:fault" of this step's fallbacks
         self._obs: dict[str, Any] | None = None
         self._infos: dict[str, dict[str, Any]] = {}
+        # Objects with state: what each object in use is doing, and the object each persona acts on (-1: none).
+        self.objects = TownObjects.of(env.town_map)
+        self.object_state: dict[int, str] = {}
+        """The objects in use: object index -> state (an object not in it is idle)."""
+        self.acts_on = np.full(len(self.agents), -1, dtype=np.int64)
 
     # -- accessors (the console's "print persona ..." commands) --------------------------------------
     def agent(self, name: str) -> GenerativeAgent:
@@ -325,13 +430,26 @@ class GenerativeSociety:
     def spatial_memory(self, name: str) -> dict[str, dict[str, list[str]]]:
         return self.agent(name).spatial.state_dict()["tree"]
 
+    def object_states(self) -> dict[str, str]:
+        """The objects in use, ``{Town:Sector:arena:object: state}`` (every other object is idle)."""
+        return {self.objects.addresses[m]: state for m, state in sorted(self.object_state.items())}
+
+    def object_at(self, x: int, y: int) -> tuple[str, str] | None:
+        """The address and state (``idle`` if unused) of the object on tile ``(x, y)``, or None if it has none."""
+        hit = np.flatnonzero((self.objects.tile_xy == (x, y)).all(1))
+        if not len(hit):
+            return None
+        m = int(self.objects.tile_object[hit[0]])
+        return self.objects.addresses[m], self.object_state.get(m, IDLE)
+
     def _index(self, name: str) -> int:
         return self.agents.index(self.agent(name))
 
     # -- episode --------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
-        """Reset the town (keeps the minds: a new day of the same lives)."""
+        """Reset the town (keeps the minds: a new day of the same lives; the objects are idle again)."""
         self._obs, self._infos = self.env.reset(seed=self.seed if seed is None else seed)
+        self.object_state, self.acts_on = {}, np.full(len(self.agents), -1, dtype=np.int64)
 
     def set_lessons(self, group: str, lessons: Sequence[str]) -> None:
         """Inject a group's lessons into its personas' system prompts."""
@@ -390,6 +508,7 @@ class GenerativeSociety:
             vision_radius=self.vision_radius,
             bandwidth=self.att_bandwidth,
             retention=self.retention,
+            objects=self._object_events(xy),
         )
         answers = self._ask(
             [perceive.poignancy_request(self.agents[i].profile, self.agents[i].system, ev.description, cfg.lang)
@@ -534,11 +653,16 @@ class GenerativeSociety:
                 "reaction": a.scratch.reaction or None,
                 "replanned": i in replanned,
             }
+        self._use_objects(places, talked)
+        for i, a in enumerate(self.agents):
+            m = int(self.acts_on[i])
+            record_agents[a.name]["object"] = self.objects.addresses[m] if m >= 0 else None
         record = {
             "step": self.step_count,
             "time": now.isoformat(timespec="minutes"),
             "agents": record_agents,
             "conversations": conversations,
+            "objects": self.object_states(),
         }
         self._obs, rewards, _, _, self._infos = env.step(rich)
         for i, a in enumerate(self.agents):
@@ -553,6 +677,42 @@ class GenerativeSociety:
         return record
 
     # -- helpers of step() --------------------------------------------------------------------------
+    def _object_events(self, xy: np.ndarray) -> perceive.ObjectEvents:
+        """The objects in use (as the last step left them) as events to perceive; a user does not perceive its own."""
+        used = np.array(sorted(self.object_state), dtype=np.int64)  # (M,)
+        distance = self.objects.distance(xy)[:, used]  # (N, M)
+        distance[self.acts_on[:, None] == used[None, :]] = -1
+        return perceive.ObjectEvents(
+            addresses=tuple(self.objects.addresses[m] for m in used.tolist()),
+            states=tuple(self.object_state[m] for m in used.tolist()),
+            distance=distance,
+        )
+
+    def _use_objects(self, places: np.ndarray, talked: dict[str, Any]) -> None:
+        """Set the objects acted on this step (the original's ``act_obj_event``); every other object is idle.
+
+        A persona acts on an object of its current arena when it works or researches at its target place,
+        rests at home (a task at home) or chats at one of its social sites; the state names it and its activity.
+        """
+        env = self.env
+        n = len(self.agents)
+        action = np.array([ACTION_NAMES.index(a.scratch.action) for a in self.agents])  # (N,)
+        target = np.array([env.places.index(a.scratch.target) for a in self.agents])  # (N,)
+        chatted = np.array([a.name in talked for a in self.agents], dtype=bool)  # (N,)
+        here = np.asarray(places, dtype=np.int64)  # (N,) where the action happens
+        social = np.asarray(env.is_social_site)[np.arange(n), here]  # (N,)
+        working = (action == execute.TASK) | (action == execute.RESEARCH)
+        acting = (working & (here == target)) | ((action == execute.TASK) & (here == np.asarray(env.home)))
+        acting |= (action == execute.CHAT) & chatted & social
+        chosen = self.objects.choose(here, [a.scratch.activity for a in self.agents])  # (N,)
+        self.acts_on = np.where(acting, chosen, -1).astype(np.int64)
+        self.object_state = {}
+        for m in np.unique(self.acts_on[self.acts_on >= 0]).tolist():
+            users = np.flatnonzero(self.acts_on == m).tolist()
+            self.object_state[m] = "being used by " + "; ".join(
+                f"{self.agents[i].name}: {' '.join(self.agents[i].scratch.activity.split())[:120]}" for i in users
+            )
+
     def _plan_memories(self, i: int, now: dt.datetime) -> list[str]:
         """What the persona retrieves when it plans its day (recency, importance, relevance, task resonance)."""
         a = self.agents[i]
@@ -912,6 +1072,7 @@ class GenerativeSociety:
     # -- checkpoints ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything of the minds to resume exactly (the env's state is saved by the caller)."""
+        acts_on = [(a.name, int(m)) for a, m in zip(self.agents, self.acts_on.tolist(), strict=True) if m >= 0]
         return {
             "step_count": self.step_count,
             "seed": self.seed,
@@ -920,6 +1081,7 @@ class GenerativeSociety:
             "agents": {a.name: a.state_dict() for a in self.agents},
             "obs": self._obs,
             "infos": self._infos,
+            "objects": {"state": self.object_states(), "acts_on": {n: self.objects.addresses[m] for n, m in acts_on}},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -932,6 +1094,11 @@ class GenerativeSociety:
         for a in self.agents:
             a.load_state_dict(state["agents"][a.name])
         self._obs, self._infos = state["obs"], state["infos"]
+        objects = state.get("objects") or {"state": {}, "acts_on": {}}  # a checkpoint from before objects: all idle
+        self.object_state = {self.objects.index(k): str(v) for k, v in objects["state"].items()}
+        acts_on = objects["acts_on"]
+        self.acts_on = np.array([self.objects.index(acts_on[a.name]) if a.name in acts_on else -1
+                                 for a in self.agents], dtype=np.int64)  # fmt: skip
 
 
 def _rating(ans: LLMResponse) -> float:

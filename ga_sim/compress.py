@@ -5,11 +5,14 @@ Writes ``<results>/compressed/NAME/``:
 * ``movement.json``: ``meta`` (name, start time, stride, personas, groups), ``map`` (size, walls,
   places), ``initial`` positions, ``movement``: one entry per step with the step's ``time`` and,
   per persona, only the fields that changed since the previous step (``tile``, ``action``,
-  ``emoji``, ``description``, ``place``, ``utterance``, ``partner``), so an idle town costs
-  nothing; ``conversations``: every conversation with its time, place, participants and turns;
+  ``emoji``, ``description``, ``place``, ``utterance``, ``partner``, ``object``: the address of the
+  object it acted on), so an idle town costs nothing, and ``objects``: the objects in use at that
+  step (address -> state; absent when every object is idle); ``object_tiles``: the tiles of every
+  object that was ever in use (address -> ``[[x, y], ...]``); ``conversations``: every conversation with its time, place, participants and turns;
   ``groups``: per-step group figures (reward, awareness, knowledge...).
 * ``simulation.md``: a readable timeline per persona (consecutive steps doing the same thing are
-  one line with a time range), with the conversations they took part in, then all conversations.
+  one line with a time range), with the conversations they took part in, then all conversations,
+  then the object events (each object's states with their time ranges).
 
 :func:`expand_movement` rebuilds full per-step states from the deltas (the replay page does the
 same in JavaScript).
@@ -25,7 +28,7 @@ from typing import Any
 from ga_env.checkpoint import atomic_write_bytes
 from ga_sim.runstore import RunError, RunStore, validate_name
 
-FIELDS = ("tile", "place", "action", "emoji", "description", "utterance", "partner")
+FIELDS = ("tile", "place", "action", "emoji", "description", "utterance", "partner", "object")
 """Per-persona fields kept in ``movement.json``."""
 
 
@@ -96,6 +99,7 @@ def compress_run(store: RunStore) -> dict[str, Any]:
     movement: list[dict[str, Any]] = []
     conversations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
+    object_tiles: dict[str, list[list[int]]] = {}
     for line, record in enumerate(store.iter_steps(), 1):  # one record per line
         try:
             delta: dict[str, Any] = {}
@@ -110,6 +114,9 @@ def compress_run(store: RunStore) -> dict[str, Any]:
                     for f in p.get("fallbacks") or ["unknown:unknown"]:
                         by_fault[f] = by_fault.get(f, 0) + 1
             entry = {"step": record["step"], "time": record["time"], "personas": delta}
+            if record.get("objects"):  # a policy mind's records have no objects
+                entry["objects"] = dict(record["objects"])
+                object_tiles.update(record["object_tiles"])
             talks = []
             for c in conversations_of(record):
                 place = record["personas"][c["participants"][0]]["place"]
@@ -127,6 +134,7 @@ def compress_run(store: RunStore) -> dict[str, Any]:
         "movement": movement,
         "conversations": conversations,
         "groups": groups,
+        "object_tiles": object_tiles,
     }
 
 
@@ -218,7 +226,30 @@ def simulation_markdown(doc: dict[str, Any]) -> str:
             quoted = str(text).replace("\n", " ")
             lines.append(f"> **{speaker}:** {quoted}  ")
         lines.append("")
+    lines += object_markdown(doc)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def object_markdown(doc: dict[str, Any]) -> list[str]:
+    """The ``## Objects`` section of ``simulation.md``: per object in use, its states with their time ranges."""
+    meta, moves = doc["meta"], doc["movement"]
+    if not doc.get("object_tiles"):
+        return []
+    lines = ["## Objects", ""]
+    for address in sorted(doc["object_tiles"]):
+        lines += [f"### {address}", ""]
+        run_start, current = 0, None
+        for k in range(len(moves) + 1):
+            state = (moves[k].get("objects") or {}).get(address) if k < len(moves) else None
+            if state != current:
+                if current is not None:
+                    end = moves[k]["time"] if k < len(moves) else _after(moves[-1]["time"], meta["stride"])
+                    lines.append(
+                        f"- {moves[run_start]['time'][:10]} {_hm(moves[run_start]['time'])}–{_hm(end)} {current}"
+                    )
+                run_start, current = k, state
+        lines.append("")
+    return lines
 
 
 def compress(results: str | Path, name: str) -> Path:

@@ -15,8 +15,8 @@ The commands of the original Generative Agents' reverie server, one per line on 
     print persona spatial memory NAME              the places the persona knows
     print current time                             the town's clock
     print lessons                                  the trained lessons in the personas' prompts
-    print tile event X,Y                           what happens on a tile
-    print tile details X,Y                         address, walls, object and who is there
+    print tile event X,Y                           what happens on a tile (personas, the object's state)
+    print tile details X,Y                         address, walls, object (address, state) and who is there
     call -- analysis NAME                          talk with the persona (not stored in its memory);
                                                    then one message per line, 'end_convo' to stop
     call -- load history FILE.csv                  seed memories (CSV columns name,whisper)
@@ -45,6 +45,7 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from ga_sim.generative import GenerativeDriver
 from ga_sim.society import persona_index
 
 if TYPE_CHECKING:
@@ -281,13 +282,20 @@ class Console:
         w = env.town_map.width
         return [int(i) for i in np.flatnonzero(env.pos_flat == y * w + x)]
 
+    def _object_at(self, x: int, y: int) -> tuple[str, str] | None:
+        """The address and state of the object on a tile; None without one, or when the mind keeps no object
+        state (a numeric policy: only the generative personas act on objects)."""
+        society = self.sim.society
+        return society.object_at(x, y) if isinstance(society, GenerativeDriver) else None
+
     def cmd_tile_event(self, text: str) -> str:
         x, y = self._xy(text)
         env = self.sim.env
-        here = self._on_tile(x, y)
-        if not here:
-            return f"({x}, {y}): nothing happens here"
-        return "\n".join(f"({x}, {y}): {env.personas[i].name} is {env.describe(i)}" for i in here)
+        lines = [f"({x}, {y}): {env.personas[i].name} is {env.describe(i)}" for i in self._on_tile(x, y)]
+        obj = self._object_at(x, y)
+        if obj is not None and (lines or obj[1] != "idle"):
+            lines.append(f"({x}, {y}): {obj[0]} is {obj[1]}")
+        return "\n".join(lines) or f"({x}, {y}): nothing happens here"
 
     def cmd_tile_details(self, text: str) -> str:
         x, y = self._xy(text)
@@ -302,6 +310,10 @@ class Console:
         obj = int(town.object_of[y, x])
         if obj >= 0:
             lines.append(f"  object:   {town.object_names[obj]}")
+            state = self._object_at(x, y)
+            if state is not None:
+                lines.append(f"  object address: {state[0]}")
+                lines.append(f"  object state:   {state[1]}")
         here = [env.personas[i].name for i in self._on_tile(x, y)]
         lines.append(f"  personas: {', '.join(here) if here else '(none)'}")
         return "\n".join(lines)

@@ -3,7 +3,9 @@
 :class:`GenerativeDriver` wraps a :class:`~agents.generative.GenerativeSociety` so that
 :mod:`ga_sim.simulation` and the console treat it like :class:`ga_sim.society.PolicySociety`:
 the same step records (tile, place, action, emoji, description, utterance, partner, reward, group
-figures, plus the step's whole conversations and the LLM usage), one checkpointable state (the
+figures, plus the step's whole conversations, the object each persona acted on (``object``), the
+objects in use (``objects``: address -> state; ``object_tiles``: address -> its tiles) and the LLM
+usage), one checkpointable state (the
 env's exact state, every mind, the LLM usage meter) and text answers for the console.
 
 The town runs as one continuous stretch of time (``max_cycles`` is set beyond any run), so the
@@ -78,6 +80,7 @@ class GenerativeDriver:
                 "target": r["target"],
                 "fallback": bool(r["fallback"]),
                 "fallbacks": list(r.get("fallbacks", [])),  # "request kind:fault kind" of this step
+                "object": r["object"],  # Town:Sector:arena:object acted on, or None
             }
         usage = self.llm.usage
         return {
@@ -86,6 +89,8 @@ class GenerativeDriver:
             "personas": personas,
             "groups": town_summary(env, rewards),
             "conversations": raw["conversations"],
+            "objects": raw["objects"],
+            "object_tiles": {a: self.society.objects.tiles(self.society.objects.index(a)) for a in raw["objects"]},
             "mind": "generative",
             "llm": {
                 "backend": self.llm.name,
@@ -170,6 +175,10 @@ class GenerativeDriver:
             for arena, objects in arenas.items()
         ]
         return f"{self._name(name)} knows:\n" + ("\n".join(lines) or "  (nothing yet)")
+
+    def object_at(self, x: int, y: int) -> tuple[str, str] | None:
+        """The address and state (``idle`` if unused) of the object on tile ``(x, y)``, or None if it has none."""
+        return self.society.object_at(x, y)
 
     def analysis_chat(self, name: str, message: str) -> str:
         return f"{self._name(name)}: {self.society.analysis_chat(name, message)}"

@@ -213,7 +213,8 @@ class StepIndex:
 
 
 def _step_entry(record: Any, previous: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
-    """A step as in ``movement.json``: the fields that changed since ``previous`` (all if None)."""
+    """A step as in ``movement.json``: the fields that changed since ``previous`` (all if None), and the
+    objects in use with their tiles (``objects``, ``object_tiles``; absent when every object is idle)."""
     personas: dict[str, Any] = {}
     for name, p in record["personas"].items():
         now = {f: p.get(f) for f in FIELDS}
@@ -221,7 +222,11 @@ def _step_entry(record: Any, previous: dict[str, dict[str, Any]] | None) -> dict
         changed = {f: v for f, v in now.items() if previous is None or v != before.get(f)}
         if changed:
             personas[name] = changed
-    return {"step": record["step"], "time": record["time"], "personas": personas}
+    entry = {"step": record["step"], "time": record["time"], "personas": personas}
+    if record.get("objects"):  # a policy mind's records have no objects
+        entry["objects"] = dict(record["objects"])
+        entry["object_tiles"] = dict(record["object_tiles"])
+    return entry
 
 
 def live_head(store: RunStore) -> dict[str, Any]:
