@@ -496,6 +496,7 @@ class GenerativeSociety:
         places = env.current_places
         for a in self.agents:
             a.scratch.chat_buffer = {k: v - 1 for k, v in a.scratch.chat_buffer.items() if v > 1}
+            a.scratch.chatting_with, a.scratch.chat = None, []  # a conversation lasts one step
             a.scratch.perceived = str(self._infos.get(env.possible_agents[self.agents.index(a)], {}).get("text", ""))
 
         # -- 1. perceive: new events, rated for poignancy in one batch -----------------------------
@@ -551,8 +552,12 @@ class GenerativeSociety:
                     "thought", f"This is {self.agents[i].name}'s plan for {now:%A %B %d}: " + "; ".join(s.daily_plan),
                     when=now, poignancy=5,
                 )  # fmt: skip
-        replanned = self._replan(now) if cfg.replan else []
+        replanned = self._replan(now, fresh=set(starting)) if cfg.replan else []
         new_block = [i for i, a in enumerate(self.agents) if a.scratch.block_hour != now.hour]
+        for i in [i for i in new_block if self.agents[i].block(now.hour)["activity"] == "sleeping"]:
+            self.agents[i].scratch.block_hour = now.hour  # a night's hour is sleep: nothing to decompose
+            self.agents[i].scratch.steps = [{"minutes": 60, "activity": "sleeping"}]
+            new_block.remove(i)
         decomposed = self._ask(
             [plan.decompose_request(self.agents[i].profile, self.agents[i].system, now, self.agents[i].block(now.hour), cfg.lang)
              for i in new_block]
@@ -579,10 +584,8 @@ class GenerativeSociety:
         reach = self._reach(xy, places)
         partners = [self._pick_partner(i, reach) for i in range(n)]
         reactions = self._react(partners, masks, places, now) if cfg.react else {}
-        requests, asked = [], []
+        requests, asked, rules = [], [], []
         for i, a in enumerate(self.agents):
-            if i in reactions:
-                continue  # talking or waiting: the reaction decided this step's action
             target_idx = env.places.index(a.scratch.target)
             social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
             at_research = a.scratch.target in a.profile.research_places
@@ -593,6 +596,9 @@ class GenerativeSociety:
                 partner_ok=partners[i] >= 0,
                 at_research=at_research,
             )
+            rules.append(rule)
+            if i in reactions:
+                continue  # talking or waiting: the reaction decided this step's action
             focal = [a.scratch.activity] + [m.description for m in a.memory.latest(1, ("event",))]
             _, mem_text = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=cfg.memories_in_prompt)
             asked.append(i)
@@ -624,9 +630,21 @@ class GenerativeSociety:
 
         # -- 5. converse: pairs talk turn by turn (each turn one batch), both remember -----------------
         conversations = self._converse(actions, partners, now, places)
+        in_conv = {self._index(name) for c in conversations for name in c["participants"]}
+        for i, how in reactions.items():
+            if how == "talk" and i not in in_conv:  # the partner was taken by another pair: no chat with nobody
+                actions[i] = rules[i] if rules[i] != "chat" else "move"
+        stride = int(env.stride)
+        for i in sorted(waiting - in_conv):
+            a = self.agents[i]
+            other = a.scratch.reaction.split(":", 1)[1]
+            a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"waiting for {other}")
+            a.scratch.activity = f"waiting for {other}"
+        waiting -= in_conv
         if cfg.replan and conversations:
             self._after_conversations(conversations, now)
-        self._emoji(actions, places)
+        final = ["chat" if i in in_conv else act for i, act in enumerate(actions)]
+        self._emoji(final, places)
 
         # -- 6. act in the town -------------------------------------------------------------------------
         rich: dict[str, Any] = {}
@@ -735,14 +753,20 @@ class GenerativeSociety:
     def _place_set(self) -> frozenset[str]:
         return frozenset(self.env.places)
 
-    def _replan(self, now: dt.datetime) -> list[int]:
-        """Re-plan the rest of today for the personas whose scratch asks for it (one batch); returns them."""
-        who = [i for i, a in enumerate(self.agents) if a.scratch.replan and a.scratch.hourly]
-        if not who:
-            for a in self.agents:
-                a.scratch.replan = ""
-            return []
+    def _replan(self, now: dt.datetime, fresh: set[int]) -> list[int]:
+        """Re-plan the rest of today for the personas whose scratch asks for it (one batch); returns them.
+
+        Not for a persona that planned a new day this step (its plan already retrieved the trigger),
+        nor when no waking hour of today is left to change; the trigger is dropped either way.
+        """
         cfg = self.cfg
+        who, hours = [], {}
+        for i, a in enumerate(self.agents):
+            if not a.scratch.replan or not a.scratch.hourly or i in fresh:
+                continue
+            hours[i] = react.open_hours(a.scratch.hourly, now, a.scratch.wake_hour, a.scratch.block_hour != now.hour)
+            if hours[i]:
+                who.append(i)
         requests = []
         for i in who:
             a = self.agents[i]
@@ -751,7 +775,7 @@ class GenerativeSociety:
             )
             requests.append(
                 react.replan_request(
-                    a.profile, a.system, now=now, hourly=a.scratch.hourly, trigger=a.scratch.replan,
+                    a.profile, a.system, now=now, hourly=a.scratch.hourly, hours=hours[i], trigger=a.scratch.replan,
                     memories=mem_text, places=self._known_places(i), lang=cfg.lang,
                 )
             )  # fmt: skip
@@ -759,15 +783,14 @@ class GenerativeSociety:
             a = self.agents[i]
             before = [dict(b) for b in a.scratch.hourly]
             a.scratch.hourly = react.merge_replan(
-                a.scratch.hourly, now, (ans.data or {}).get("schedule") or [], self._known_places(i)
+                a.scratch.hourly, hours[i], (ans.data or {}).get("schedule") or [], self._known_places(i)
             )
             changed = [b for b, old in zip(a.scratch.hourly, before, strict=True) if b != old]
             if changed:
                 summary = "; ".join(f"{b['hour']}:00 {b['activity']} at {b['place']}" for b in changed[:4])
                 a.memory.add("thought", f"{a.name} changed the plan for today: {summary}", when=now, poignancy=5)
-            a.scratch.replan = ""
         for a in self.agents:
-            a.scratch.replan = ""  # a persona without a schedule yet plans its day from memory anyway
+            a.scratch.replan = ""
         return who
 
     def _react(self, partners: list[int], masks: np.ndarray, places: np.ndarray, now: dt.datetime) -> dict[int, str]:
@@ -779,10 +802,12 @@ class GenerativeSociety:
         for a in self.agents:
             a.scratch.reaction = ""
             a.scratch.reacted = {k: v - 1 for k, v in a.scratch.reacted.items() if v > 1}
+        if now.hour >= plan.SLEEP_HOUR:
+            return {}  # the original never reacts at 23:00
         who = []
         for i, a in enumerate(self.agents):
             j = partners[i]
-            if j < 0 or a.scratch.activity == "sleeping" or self.agents[j].name in a.scratch.reacted:
+            if j < 0 or self.agents[j].name in a.scratch.reacted or self._asleep(i, now) or self._asleep(j, now):
                 continue
             who.append((i, j))
         if not who:
@@ -794,9 +819,11 @@ class GenerativeSociety:
             social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
             rule = react.react_rule(
                 social=social and bool(masks[i][1]),
-                other_busy=b.scratch.action in ("task", "research") or b.scratch.chatting_with is not None,
+                other_busy=b.scratch.action in ("task", "research"),
+                # arriving (last step a walk) where the other already works: wait for it, as for a used object
                 same_target=b.scratch.target == a.scratch.target
-                and int(places[i]) == env.places.index(a.scratch.target),
+                and int(places[i]) == env.places.index(a.scratch.target)
+                and a.scratch.action == "move",
             )
             requests.append(
                 react.react_request(
@@ -806,7 +833,6 @@ class GenerativeSociety:
                 )
             )  # fmt: skip
         out: dict[int, str] = {}
-        stride = int(env.stride)
         for (i, j), ans in zip(who, self._ask(requests), strict=True):
             a, b = self.agents[i], self.agents[j]
             how = ans.choice if ans.choice in react.REACTIONS else "continue"
@@ -815,10 +841,13 @@ class GenerativeSociety:
             if how == "talk" and masks[i][1]:
                 out[i] = "talk"
             elif how == "wait":
-                out[i] = "wait"
-                a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"waiting for {b.name}")
-                a.scratch.activity = f"waiting for {b.name}"
+                out[i] = "wait"  # the hour's steps shift after the conversations (a waiter may be talked to)
         return out
+
+    def _asleep(self, i: int, now: dt.datetime) -> bool:
+        """Whether persona ``i`` is in its sleeping hours or its activity is sleep (never reacts or is reacted to)."""
+        s = self.agents[i].scratch
+        return now.hour < s.wake_hour or now.hour >= plan.SLEEP_HOUR or "sleep" in s.activity.lower()
 
     def _after_conversations(self, conversations: list[dict[str, Any]], now: dt.datetime) -> None:
         """Conversations take time out of the hour, leave a memo and a planning thought, and call for a re-plan."""

@@ -87,9 +87,9 @@ MEMORIES_IN_PROMPT = 3
 
 
 def _memories(n: int) -> list[MemoryStream]:
-    from agents.embeddings import CachedEmbedder, HashingEmbedder
+    from agents.embeddings import HashingEmbedder
 
-    embedder = CachedEmbedder(HashingEmbedder(256))
+    embedder = HashingEmbedder(256)  # no cache: every perception text is new (timestamped)
     return [MemoryStream(embedder, capacity=MEMORY_CAPACITY) for _ in range(n)]
 
 
@@ -212,6 +212,8 @@ class NeuroSymbolicPolicy(SoftmaxPolicy):
             if fresh:
                 due[:] = True
                 st.since[:] = self.decide_every
+                if any(len(m) for m in st.memories):
+                    st.memories = _memories(n)  # a new episode: the clock went back, so do the memories
             st.since = np.where(due, 0, st.since + 1)
             st.target = targets.copy()
             if self.lam == 0.0:

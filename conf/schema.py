@@ -424,6 +424,12 @@ class AgentConfig:
     verified when the policy is built (``agents.checkpoint.load_policy_params``)."""
     memory_capacity: int | None = None
     """Generative personas: most memories each keeps; the least retrievable are forgotten (None = never)."""
+    react: bool = True
+    """Generative personas: decide to talk, wait or continue on meeting another persona."""
+    replan: bool = True
+    """Generative personas: memo, planning thought and a re-plan after a conversation or a whisper."""
+    model_emoji: bool = True
+    """Generative personas: the model picks each new activity's emoji (else the action's emoji)."""
 
     def __post_init__(self) -> None:
         if self.kind not in AGENT_KINDS:

@@ -188,7 +188,8 @@ class GenerativeDriver:
 
     def whisper(self, name: str, text: str) -> str:
         self.society.whisper(name, text)
-        return f"{self._name(name)} heard: {' '.join(text.split())[:300]} (re-plans at the next step)"
+        then = "re-plans at the next step" if self.society.cfg.replan else "stored; agent.replan=false: no re-plan"
+        return f"{self._name(name)} heard: {' '.join(text.split())[:300]} ({then})"
 
     def lessons(self) -> dict[str, list[str]]:
         """The lessons in the personas' system prompts, by group (those of the group's first persona)."""
@@ -242,7 +243,13 @@ def make_generative_society(cfg: Config, meta: Mapping[str, Any], run_dir: Path)
         env,
         llm,
         embedder,
-        GenerativeConfig(lang=cfg.agent.lang, memory_capacity=cfg.agent.memory_capacity),
+        GenerativeConfig(
+            lang=cfg.agent.lang,
+            memory_capacity=cfg.agent.memory_capacity,
+            react=cfg.agent.react,
+            replan=cfg.agent.replan,
+            model_emoji=cfg.agent.model_emoji,
+        ),
         seed=int(meta["seed"]),
     )
     for group, lessons in (meta.get("lessons") or {}).items():

@@ -192,12 +192,17 @@ def test_decisions_see_retrieved_memories_and_they_survive_a_resume() -> None:
     assert len(ns.env_state(e)["memories"]) == len(e.possible_agents)
     rec.batches.clear()
     obs, mask = e.reset_arrays(5)
-    for _ in range(4):  # the same episode, continued: later decisions quote earlier perceptions
+    for _ in range(4):
         aug = ns.augment_obs([e], obs[None])[0]
         obs, mask, _, _ = e.step_arrays(ns.act(aug, mask, np.random.default_rng(0)))
-    later = [r for b in rec.batches for r in b]
-    assert later and all("(none)" not in r.user.split("Relevant memories:")[1].split("Possible actions")[0]
-                         for r in later)  # fmt: skip
+
+    def remembered(r: LLMRequest) -> str:
+        return r.user.split("Relevant memories:")[1].split("Possible actions")[0].strip()
+
+    # a new episode starts with no memories (the clock went back); later decisions quote earlier perceptions
+    assert all(remembered(r) == "(none)" for r in rec.batches[0])
+    later = [r for b in rec.batches[1:] for r in b]
+    assert later and all(remembered(r) != "(none)" for r in later)
     saved = ns.env_state(e)
     other = policy(e, Recorder(), decide_every=2)
     other.load_env_state(e, saved)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -106,7 +107,7 @@ def insert_step(steps: list[dict[str, Any]], minute: int, minutes: int, activity
         elapsed += length
     if not inserted:
         if minute > elapsed:
-            out.append({"minutes": minute - elapsed, "activity": steps[-1]["activity"] if steps else activity})
+            out.append({"minutes": minute - elapsed, "activity": steps[-1]["activity"] if steps else "as planned"})
         out.append({"minutes": minutes, "activity": activity})
     # cut at the end of the hour
     cut: list[dict[str, Any]] = []
@@ -168,24 +169,38 @@ def planning_thought_request(
     )
 
 
-def _hour_of(match: re.Match[str]) -> int:
-    h = int(match.group(1))
-    suffix = (match.group(3) or "").lower()
-    if suffix == "pm" and h < 12:
-        h += 12
-    elif suffix == "am" and h == 12:
-        h = 0
-    return h
+def open_hours(hourly: list[dict[str, Any]], now: dt.datetime, wake: int, current: bool) -> list[int]:
+    """The hours of today a re-plan may change: waking hours after now (and now's, if its block has
+    not started yet: ``current``), before :data:`SLEEP_HOUR`."""
+    first = now.hour if current else now.hour + 1
+    return [int(b["hour"]) for b in hourly if max(first, wake) <= int(b["hour"]) < SLEEP_HOUR]
+
+
+def _hours_named(trigger: str, hours: Sequence[int]) -> list[int]:
+    """Hours the trigger names ("at 15", "at 3pm", "by 16:30"), read as the open hour they can mean
+    (an hour without am/pm that has passed means the afternoon: "at 3" at 10:00 is 15:00)."""
+    out = []
+    for m in _HOUR.finditer(trigger):
+        h = int(m.group(1))
+        suffix = (m.group(3) or "").lower()
+        if suffix == "pm" and h < 12:
+            h += 12
+        elif suffix == "am" and h == 12:
+            h = 0
+        elif not suffix and h < 12 and h not in hours and h + 12 in hours:
+            h += 12
+        out.append(h)
+    return out
 
 
 def replan_rule(
-    hourly: list[dict[str, Any]], now: dt.datetime, trigger: str, places: Sequence[str]
+    hourly: list[dict[str, Any]], hours: Sequence[int], trigger: str, places: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The rest of today's blocks, changed where the trigger names a known place (and an hour).
+    """The blocks of the open ``hours`` (:func:`open_hours`), changed where the trigger names a known place.
 
     The place is the longest known ``sector:arena`` or arena name found in the trigger
-    (case-insensitive); the hour is the first "at 15", "at 3pm", "by 16:30" after now, else the
-    next hour. Without a known place the schedule stands.
+    (case-insensitive); the hour is the first open hour the trigger names, else the first open
+    hour. Without a known place the schedule stands.
     """
     low = trigger.lower()
     best, best_len = None, 0
@@ -193,11 +208,10 @@ def replan_rule(
         for name in {p.lower(), p.split(":")[-1].lower()}:
             if len(name) > best_len and name in low:
                 best, best_len = p, len(name)
-    rest = [dict(b) for b in hourly if now.hour < int(b["hour"]) < SLEEP_HOUR]
+    rest = [dict(b) for b in hourly if int(b["hour"]) in set(hours)]
     if best is None or not rest:
         return rest
-    hours = [_hour_of(m) for m in _HOUR.finditer(trigger)]
-    hour = next((h for h in hours if now.hour < h < SLEEP_HOUR), now.hour + 1)
+    hour = next((h for h in _hours_named(trigger, hours) if h in hours), hours[0])
     for b in rest:
         if int(b["hour"]) == hour:
             b["activity"] = f"as arranged: {trigger[:80]}"
@@ -211,14 +225,15 @@ def replan_request(
     *,
     now: dt.datetime,
     hourly: list[dict[str, Any]],
+    hours: Sequence[int],
     trigger: str,
     memories: str,
     places: Sequence[str],
     lang: str,
 ) -> LLMRequest:
-    """The rest of today's hourly schedule, revised after ``trigger`` (a conversation or a whisper)."""
-    rule = replan_rule(hourly, now, trigger, places)
-    rest = [b for b in hourly if now.hour < int(b["hour"]) < SLEEP_HOUR]
+    """The open ``hours`` of today's schedule, revised after ``trigger`` (a conversation or a whisper)."""
+    rule = replan_rule(hourly, hours, trigger, places)
+    rest = [b for b in hourly if int(b["hour"]) in set(hours)]
     current = numbered([f"{b['hour']}:00 {b['activity']} at {b['place']}" for b in rest])
     return LLMRequest(
         kind="replan",
@@ -241,7 +256,7 @@ def replan_request(
                     "items": {
                         "type": "object",
                         "properties": {
-                            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+                            "hour": {"type": "integer", "minimum": min(hours), "maximum": max(hours)},
                             "activity": {"type": "string", "maxLength": 120},
                             "place": {"type": "string", "enum": list(places)},
                         },
@@ -257,16 +272,16 @@ def replan_request(
 
 
 def merge_replan(
-    hourly: list[dict[str, Any]], now: dt.datetime, answer: Sequence[Any], places: Sequence[str]
+    hourly: list[dict[str, Any]], hours: Sequence[int], answer: Sequence[Any], places: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Today's 24 blocks with the hours after now (before sleep) replaced where the answer gives a valid block."""
+    """Today's 24 blocks with the open ``hours`` replaced where the answer gives a valid block."""
     out = [dict(b) for b in hourly]
-    allowed = set(places)
+    allowed, open_ = set(places), set(hours)
     for block in answer:
         if not isinstance(block, dict):
             continue
         h, place = block.get("hour"), block.get("place")
-        if isinstance(h, int) and now.hour < h < SLEEP_HOUR and place in allowed and h < len(out):
+        if isinstance(h, int) and h in open_ and place in allowed and h < len(out):
             activity = str(block.get("activity", "")).strip()[:120] or out[h]["activity"]
             out[h] = {"hour": h, "activity": activity, "place": place}
     return out
@@ -285,7 +300,9 @@ def emoji_request(system: str, activity: str, rule: str, lang: str) -> LLMReques
 
 
 def valid_emoji(text: object) -> bool:
-    """At least one pictographic character and no letters or digits (a word is not an emoji)."""
+    """At least one emoji-like symbol (Unicode category ``So``) and nothing a word is made of (letters,
+    digits, CJK): ``"🎨"``, ``"☕📖"`` pass; ``"paint"``, ``"画画"``, ``"→"`` do not."""
     if not isinstance(text, str) or not 0 < len(text) <= 8:
         return False
-    return any(ord(c) >= 0x2190 for c in text) and not any(c.isalnum() and ord(c) < 0x2190 for c in text)
+    chars = [c for c in text if not c.isspace()]
+    return any(unicodedata.category(c) == "So" for c in chars) and not any(c.isalnum() for c in chars)
