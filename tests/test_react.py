@@ -242,19 +242,23 @@ def test_reactions_and_replans_with_the_real_local_model() -> None:
     assert not reaction.fallback and reaction.choice in react.REACTIONS
     assert reaction.choice_logprobs is not None and set(reaction.choice_logprobs) == set(react.REACTIONS)
     places = s._known_places(0)
+    evening = now.replace(hour=19, minute=10)  # three open hours: a short answer, a quick test
+    hours = react.open_hours(a.scratch.hourly, evening, a.scratch.wake_hour, False)
+    assert hours == [20, 21, 22]
     replan = llm.complete(
         react.replan_request(
             a.profile,
             a.system,
-            now=now,
+            now=evening,
             hourly=a.scratch.hourly,
+            hours=hours,
             trigger=f"Theo asked to meet at {places[-1]} at 16:00",
             memories="(none)",
             places=places,
             lang="en",
         )
     )
-    merged = react.merge_replan(a.scratch.hourly, now, (replan.data or {}).get("schedule") or [], places)
+    merged = react.merge_replan(a.scratch.hourly, hours, (replan.data or {}).get("schedule") or [], places)
     assert len(merged) == 24 and all(blk["place"] in set(places) | {x["place"] for x in a.scratch.hourly}
                                      for blk in merged)  # fmt: skip
     emoji = llm.complete(react.emoji_request(a.system, "painting a mural", "🎨", "en"))

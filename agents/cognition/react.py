@@ -252,7 +252,7 @@ def replan_request(
             "properties": {
                 "schedule": {
                     "type": "array",
-                    "maxItems": 24,
+                    "maxItems": len(hours),
                     "items": {
                         "type": "object",
                         "properties": {
@@ -266,7 +266,7 @@ def replan_request(
             },
             "required": ["schedule"],
         },
-        max_tokens=400,
+        max_tokens=min(400, 40 * len(hours)),
         fallback=lambda: {"schedule": rule},
     )
 
