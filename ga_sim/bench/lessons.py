@@ -420,7 +420,8 @@ def run_mind(
         progress(f"bench_lessons: {mind} {setting}: changed {section['changed']} ({time.perf_counter() - t0:.0f} s)")
     usage = model.usage.report()
     out["llm_calls"] = int(usage.get("calls", 0))
-    out["cache_hits"] = int(usage.get("cache_hits", 0))
+    out["requests"] = int(usage.get("requests", 0))
+    out["cache_hits"] = int(usage.get("cached", 0))
     out["fallbacks"] = int(usage.get("fallbacks", 0))
     out["other_requests"] = "scripted (rule-based)" if mind == "generative" else "none (the LLM term only decides)"
     out["wall_s"] = round(time.perf_counter() - t0, 1)
