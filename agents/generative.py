@@ -61,6 +61,8 @@ from ga_env import ACTION_NAMES, TownEnv
 from ga_env.maps import TownMap
 from ga_env.personas import Persona
 
+EMOJI_CACHE = 512
+"""Activities whose model emoji a society remembers (oldest forgotten first)."""
 WHISPER_POIGNANCY = 9.0
 """Poignancy of a whispered thought (the persona's inner voice is not mundane)."""
 RECORDS_KEPT = 144
@@ -383,6 +385,7 @@ class GenerativeSociety:
             self._by_name[env.possible_agents[i]] = i
             self._by_name[a.persona.first_name.lower()] = i
         self.step_count = 0
+        self.emoji_cache: dict[str, str] = {}  # activity text -> the model's emoji (bounded, see _emoji)
         # The latest step records (the driver stores every step on disk; a week must not pile up here).
         self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECORDS_KEPT)
         self._step_fallbacks: list[list[str]] = []  # per persona: "kind:fault" of this step's fallbacks
@@ -885,7 +888,15 @@ class GenerativeSociety:
             for a, rule in zip(self.agents, rules, strict=True):
                 a.scratch.emoji = rule
             return
-        new = [i for i, a in enumerate(self.agents) if a.scratch.emoji_activity != a.scratch.activity]
+        new = []
+        for i, a in enumerate(self.agents):
+            if a.scratch.emoji_activity == a.scratch.activity:
+                continue
+            known = self.emoji_cache.get(a.scratch.activity)
+            if known is None:
+                new.append(i)
+            else:  # an activity seen before (e.g. "sleeping"): the model's emoji for it, no call
+                a.scratch.emoji, a.scratch.emoji_activity = known, a.scratch.activity
         answers = self._ask(
             [
                 react.emoji_request(self.agents[i].system, self.agents[i].scratch.activity, rules[i], cfg.lang)
@@ -897,6 +908,10 @@ class GenerativeSociety:
             got = (ans.data or {}).get("emoji")
             a.scratch.emoji = str(got) if react.valid_emoji(got) else rules[i]
             a.scratch.emoji_activity = a.scratch.activity
+            if react.valid_emoji(got) and not ans.fallback:
+                self.emoji_cache[a.scratch.activity] = str(got)
+                while len(self.emoji_cache) > EMOJI_CACHE:
+                    del self.emoji_cache[next(iter(self.emoji_cache))]
 
     def _reach(self, xy: np.ndarray, places: np.ndarray) -> np.ndarray:
         cheb = np.abs(xy[:, None, :] - xy[None, :, :]).max(2)  # (N, N)
@@ -1111,6 +1126,7 @@ class GenerativeSociety:
             "obs": self._obs,
             "infos": self._infos,
             "objects": {"state": self.object_states(), "acts_on": {n: self.objects.addresses[m] for n, m in acts_on}},
+            "emoji_cache": dict(self.emoji_cache),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -1128,6 +1144,7 @@ class GenerativeSociety:
         acts_on = objects["acts_on"]
         self.acts_on = np.array([self.objects.index(acts_on[a.name]) if a.name in acts_on else -1
                                  for a in self.agents], dtype=np.int64)  # fmt: skip
+        self.emoji_cache = dict(state.get("emoji_cache") or {})
 
 
 def _rating(ans: LLMResponse) -> float:

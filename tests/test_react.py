@@ -266,3 +266,31 @@ def test_reactions_and_replans_with_the_real_local_model() -> None:
     usage = llm.usage.report()
     assert usage["calls"] >= 3 and usage["fallbacks"] <= 2  # a fallback is counted, never silent
     llm.close()
+
+
+class Painter(Recorder):
+    """The scripted backend, except that the model answers every emoji request with a palette."""
+
+    def complete_many(self, requests: list[LLMRequest]) -> list[LLMResponse]:  # type: ignore[override]
+        out = super().complete_many(requests)
+        for k, r in enumerate(requests):
+            if r.kind == "emoji":
+                out[k] = LLMResponse(text='{"emoji": "🎨"}', data={"emoji": "🎨"})
+        return out
+
+
+def test_the_models_emoji_for_an_activity_is_remembered_not_asked_again() -> None:
+    llm = Painter()
+    s = society(llm, n=3)
+    s.step()
+    assert all(a.scratch.emoji == "🎨" for a in s.agents) and s.emoji_cache
+    a = s.agents[0]
+    s.emoji_cache["sleeping"] = "😴"
+    a.scratch.activity, a.scratch.emoji_activity = "sleeping", ""  # a new activity, seen before
+    before = len(llm.requests("emoji"))
+    s._emoji(["task"] * 3, s.env.current_places)
+    assert len(llm.requests("emoji")) == before and a.scratch.emoji == "😴"
+    state = s.state_dict()
+    other = society(Painter(), n=3)
+    other.load_state_dict(state)
+    assert other.emoji_cache == state["emoji_cache"]

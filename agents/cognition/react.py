@@ -250,13 +250,13 @@ def replan_request(
         schema={
             "type": "object",
             "properties": {
-                "schedule": {
+                "schedule": {  # one fixed schema (validators are built once): the open hours are kept by merge_replan
                     "type": "array",
-                    "maxItems": len(hours),
+                    "maxItems": 24,
                     "items": {
                         "type": "object",
                         "properties": {
-                            "hour": {"type": "integer", "minimum": min(hours), "maximum": max(hours)},
+                            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
                             "activity": {"type": "string", "maxLength": 120},
                             "place": {"type": "string", "enum": list(places)},
                         },

@@ -318,6 +318,8 @@ def schema_problem(obj: Any, schema: Mapping[str, Any]) -> str | None:
         validator = _validator(json.dumps(schema, sort_keys=True, default=str))
     except jsonschema.SchemaError as exc:  # the caller's schema is wrong, not the answer
         raise ValueError(f"LLMRequest: schema: invalid JSON schema ({exc.message}). Fix: the request's schema") from exc
+    if validator.is_valid(obj):  # the common case: no need to rank the errors
+        return None
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
     if error is None:
         return None
