@@ -539,16 +539,17 @@ class GenerativeSociety:
             for i, ans in zip(starting, days, strict=True):
                 items = (ans.data or {}).get("plan") or []
                 self.agents[i].scratch.daily_plan = [str(x)[:160] for x in items][:8]
+            known = {i: self._known_places(i) for i in starting}
             hours = self._ask([
                 plan.plan_hour_request(
                     self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
-                    self.agents[i].scratch.daily_plan, cfg.lang, self._known_places(i),
+                    self.agents[i].scratch.daily_plan, cfg.lang, known[i],
                 ) for i in starting
             ])  # fmt: skip
             for i, ans in zip(starting, hours, strict=True):
                 s = self.agents[i].scratch
                 s.hourly = plan.merge_schedule(
-                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", []), self._known_places(i)
+                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", []), known[i]
                 )
                 s.plan_date, s.block_hour = today, -1
                 self.agents[i].memory.add(
@@ -770,7 +771,7 @@ class GenerativeSociety:
             hours[i] = react.open_hours(a.scratch.hourly, now, a.scratch.wake_hour, a.scratch.block_hour != now.hour)
             if hours[i]:
                 who.append(i)
-        requests = []
+        requests, known = [], {i: self._known_places(i) for i in who}
         for i in who:
             a = self.agents[i]
             _, mem_text = retrieve_lines(
@@ -779,14 +780,14 @@ class GenerativeSociety:
             requests.append(
                 react.replan_request(
                     a.profile, a.system, now=now, hourly=a.scratch.hourly, hours=hours[i], trigger=a.scratch.replan,
-                    memories=mem_text, places=self._known_places(i), lang=cfg.lang,
+                    memories=mem_text, places=known[i], lang=cfg.lang,
                 )
             )  # fmt: skip
         for i, ans in zip(who, self._ask(requests), strict=True):
             a = self.agents[i]
             before = [dict(b) for b in a.scratch.hourly]
             a.scratch.hourly = react.merge_replan(
-                a.scratch.hourly, hours[i], (ans.data or {}).get("schedule") or [], self._known_places(i)
+                a.scratch.hourly, hours[i], (ans.data or {}).get("schedule") or [], known[i]
             )
             changed = [b for b, old in zip(a.scratch.hourly, before, strict=True) if b != old]
             if changed:

@@ -145,28 +145,37 @@ def plan_hour_request(
             places=", ".join(places),
             wake_hour=wake,
         ),
-        schema={
-            "type": "object",
-            "properties": {
-                "schedule": {
-                    "type": "array",
-                    "maxItems": 24,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
-                            "activity": {"type": "string"},
-                            "place": {"type": "string", "enum": places},
-                        },
-                        "required": ["hour", "activity", "place"],
-                    },
-                }
-            },
-            "required": ["schedule"],
-        },
+        schema=schedule_schema(places),
         max_tokens=700,
         fallback=lambda: {"schedule": rule},
     )
+
+
+def schedule_schema(places: list[str], activity_max: int | None = None) -> dict[str, Any]:
+    """JSON schema of an hourly schedule answer: ``{"schedule": [{hour, activity, place}, ...]}`` (at most 24 blocks),
+    each place one of ``places`` (used by the day's plan and by re-plans)."""
+    activity: dict[str, Any] = {"type": "string"}
+    if activity_max is not None:
+        activity["maxLength"] = activity_max
+    return {
+        "type": "object",
+        "properties": {
+            "schedule": {
+                "type": "array",
+                "maxItems": 24,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+                        "activity": activity,
+                        "place": {"type": "string", "enum": places},
+                    },
+                    "required": ["hour", "activity", "place"],
+                },
+            }
+        },
+        "required": ["schedule"],
+    }
 
 
 def merge_schedule(

@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from agents.cognition.plan import SLEEP_HOUR
+from agents.cognition.plan import SLEEP_HOUR, schedule_schema
 from agents.cognition.prompts import PersonaProfile, numbered, quote, render
 from agents.llm.base import LLMRequest
 
@@ -247,25 +247,7 @@ def replan_request(
             memories=memories,
             places=", ".join(places),
         ),
-        schema={
-            "type": "object",
-            "properties": {
-                "schedule": {  # one fixed schema (validators are built once): the open hours are kept by merge_replan
-                    "type": "array",
-                    "maxItems": 24,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "hour": {"type": "integer", "minimum": 0, "maximum": 23},
-                            "activity": {"type": "string", "maxLength": 120},
-                            "place": {"type": "string", "enum": list(places)},
-                        },
-                        "required": ["hour", "activity", "place"],
-                    },
-                }
-            },
-            "required": ["schedule"],
-        },
+        schema=schedule_schema(list(places), activity_max=120),  # one fixed schema: merge_replan keeps the open hours
         max_tokens=min(400, 40 * len(hours)),
         fallback=lambda: {"schedule": rule},
     )
