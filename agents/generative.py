@@ -65,6 +65,8 @@ EMOJI_CACHE = 512
 """Activities whose model emoji a society remembers (oldest forgotten first)."""
 WHISPER_POIGNANCY = 9.0
 """Poignancy of a whispered thought (the persona's inner voice is not mundane)."""
+RATED_LOOKBACK = 100
+"""Latest memories searched for an event the persona has already rated."""
 RECORDS_KEPT = 144
 """Step records kept in memory by :class:`GenerativeSociety` (one day at the default stride)."""
 
@@ -243,6 +245,12 @@ class Scratch:
     """This step's reaction (``talk:NAME``, ``wait:NAME``, ``continue:NAME``) or empty."""
     emoji_activity: str = ""
     """The activity whose emoji ``emoji`` shows (asked again when the activity changes)."""
+    run: list[Any] = field(default_factory=list)
+    """The plan item the steps decompose: ``[from_hour, end_hour, activity, place]`` (empty: none yet)."""
+    decided: str = ""
+    """The action last chosen by the model at the target place (repeated until the activity changes)."""
+    decided_for: str = ""
+    """``activity @ target`` of that choice: a new activity or target asks again."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -396,6 +404,8 @@ class GenerativeSociety:
         self.object_state: dict[int, str] = {}
         """The objects in use: object index -> state (an object not in it is idle)."""
         self.acts_on = np.full(len(self.agents), -1, dtype=np.int64)
+        self.stats: collections.Counter[str] = collections.Counter()
+        """Diagnostics for benchmarks: model items given and dropped (``plan_items``, ``steps``), ``reflections``."""
 
     # -- accessors (the console's "print persona ..." commands) --------------------------------------
     def agent(self, name: str) -> GenerativeAgent:
@@ -514,12 +524,10 @@ class GenerativeSociety:
             retention=self.retention,
             objects=self._object_events(xy),
         )
-        answers = self._ask(
-            [perceive.poignancy_request(self.agents[i].profile, self.agents[i].system, ev.description, cfg.lang)
-             for i, ev in pending]
-        )  # fmt: skip
-        for (i, ev), ans in zip(pending, answers, strict=True):
-            self.agents[i].memory.add("event", ev.description, when=now, poignancy=_rating(ans), spo=ev.spo)
+        pending = [(i, ev) for i, ev in pending if not self._asleep(i, now)]  # a sleeper perceives nothing
+        for i, rated in self._rate([(i, ev.description) for i, ev in pending], now).items():
+            for (j, ev), poignancy in zip([(j, ev) for j, ev in pending if j == i], rated, strict=True):
+                self.agents[j].memory.add("event", ev.description, when=now, poignancy=poignancy, spo=ev.spo)
 
         # -- 2. plan: a new day (wake-up → plan → hourly schedule), a new hour (decomposition) -----------
         today = now.date().isoformat()
@@ -536,45 +544,67 @@ class GenerativeSociety:
                     self._plan_memories(i, now), cfg.lang,
                 ) for i in starting
             ])  # fmt: skip
-            for i, ans in zip(starting, days, strict=True):
-                items = (ans.data or {}).get("plan") or []
-                self.agents[i].scratch.daily_plan = [str(x)[:160] for x in items][:8]
             known = {i: self._known_places(i) for i in starting}
-            hours = self._ask([
-                plan.plan_hour_request(
-                    self.agents[i].profile, self.agents[i].system, now.date(), self.agents[i].scratch.wake_hour,
-                    self.agents[i].scratch.daily_plan, cfg.lang, known[i],
+            items: dict[int, list[dict[str, Any]]] = {}
+            for i, ans in zip(starting, days, strict=True):
+                a = self.agents[i]
+                items[i] = plan.plan_items(ans.data, a.profile, a.scratch.wake_hour)
+            wheres = self._ask([
+                plan.plan_places_request(
+                    self.agents[i].profile, self.agents[i].system, items[i], known[i], cfg.lang
                 ) for i in starting
             ])  # fmt: skip
-            for i, ans in zip(starting, hours, strict=True):
-                s = self.agents[i].scratch
-                s.hourly = plan.merge_schedule(
-                    self.agents[i].profile, s.wake_hour, (ans.data or {}).get("schedule", []), known[i]
-                )
-                s.plan_date, s.block_hour = today, -1
-                self.agents[i].memory.add(
-                    "thought", f"This is {self.agents[i].name}'s plan for {now:%A %B %d}: " + "; ".join(s.daily_plan),
+            for i, ans in zip(starting, wheres, strict=True):
+                a, s = self.agents[i], self.agents[i].scratch
+                answer = ans.data or {}
+                for k, it in enumerate(items[i]):
+                    place = answer.get(str(k + 1))
+                    it["place"] = place if place in known[i] else plan.place_rule(a.profile, str(it["activity"]))
+                s.daily_plan = [f"{it['hour']}:00 {it['activity']} at {it['place']}" for it in items[i]]
+                s.hourly = plan.schedule_from_plan(a.profile, s.wake_hour, items[i])
+                s.plan_date, s.block_hour, s.run = today, -1, []
+                a.memory.add(
+                    "thought", f"This is {a.name}'s plan for {now:%A %B %d}: " + "; ".join(s.daily_plan),
                     when=now, poignancy=5,
                 )  # fmt: skip
         replanned = self._replan(now, fresh=set(starting)) if cfg.replan else []
-        new_block = [i for i, a in enumerate(self.agents) if a.scratch.block_hour != now.hour]
-        for i in [i for i in new_block if self.agents[i].block(now.hour)["activity"] == "sleeping"]:
-            self.agents[i].scratch.block_hour = now.hour  # a night's hour is sleep: nothing to decompose
-            self.agents[i].scratch.steps = [{"minutes": 60, "activity": "sleeping"}]
-            new_block.remove(i)
-        decomposed = self._ask(
-            [plan.decompose_request(self.agents[i].profile, self.agents[i].system, now, self.agents[i].block(now.hour), cfg.lang)
-             for i in new_block]
-        )  # fmt: skip
-        for i, ans in zip(new_block, decomposed, strict=True):
-            s = self.agents[i].scratch
+        # A new hour continues its plan item (same activity and place until the same end) or starts one, which is
+        # decomposed once for all its hours; a night's hour is sleep: nothing to decompose.
+        new_run: list[tuple[int, int, int]] = []  # (persona, from hour, end hour)
+        for i, a in enumerate(self.agents):
+            s = a.scratch
+            if s.block_hour == now.hour:
+                continue
+            block = a.block(now.hour)
+            hourly = s.hourly or plan.hourly_schedule_rule(a.profile, s.wake_hour)
+            _, end = plan.block_run(hourly, now.hour)
             s.block_hour = now.hour
-            s.steps = list(
-                (ans.data or {}).get("steps") or plan.decompose_rule(self.agents[i].block(now.hour)["activity"])
-            )
+            if s.run and s.run[1:] == [end, block["activity"], block["place"]] and s.steps:
+                continue  # the same plan item goes on
+            if block["activity"] == "sleeping":
+                s.run, s.steps = (
+                    [now.hour, end, "sleeping", block["place"]],
+                    [{"minutes": 60 * (end - now.hour), "activity": "sleeping"}],
+                )
+                continue
+            new_run.append((i, now.hour, end))
+        decomposed = self._ask([
+            plan.decompose_request(
+                self.agents[i].profile, self.agents[i].system, now, self.agents[i].block(h), cfg.lang, end=end
+            ) for i, h, end in new_run
+        ])  # fmt: skip
+        for (i, h, end), ans in zip(new_run, decomposed, strict=True):
+            a = self.agents[i]
+            block = a.block(h)
+            minutes = 60 * (end - h)
+            raw = (ans.data or {}).get("steps") or []
+            steps = plan.clean_steps(raw, minutes, self._known_places(i))
+            self._semantic("steps", ans, len(raw), len(steps))
+            a.scratch.steps = steps or plan.decompose_rule(block["activity"], minutes)
+            a.scratch.run = [h, end, block["activity"], block["place"]]
         for a in self.agents:
             block = a.block(now.hour)
-            a.scratch.activity = plan.current_step(a.scratch.steps, now.minute) or block["activity"]
+            a.scratch.activity = plan.current_step(a.scratch.steps, self._run_minute(a, now)) or block["activity"]
             a.scratch.target = block["place"]
 
         # -- 3. reflect: focal questions, then insights with evidence ---------------------------------
@@ -588,13 +618,17 @@ class GenerativeSociety:
         reach = self._reach(xy, places)
         partners = [self._pick_partner(i, reach) for i in range(n)]
         reactions = self._react(partners, masks, places, now) if cfg.react else {}
+        # The model chooses what to do at the planned place: when the persona is there and its activity (or place) is
+        # new to the choice; the choice holds until then. On the way there, it walks (the plan says where to be).
         requests, asked, rules = [], [], []
+        actions = ["move"] * n
         for i, a in enumerate(self.agents):
             target_idx = env.places.index(a.scratch.target)
+            at_target = int(places[i]) == target_idx
             social = a.scratch.target in a.profile.social_places or "chat" in a.scratch.activity
             at_research = a.scratch.target in a.profile.research_places
             rule = execute.decide_rule(
-                at_target=int(places[i]) == target_idx,
+                at_target=at_target,
                 mask=masks[i],
                 social=social,
                 partner_ok=partners[i] >= 0,
@@ -603,6 +637,14 @@ class GenerativeSociety:
             rules.append(rule)
             if i in reactions:
                 continue  # talking or waiting: the reaction decided this step's action
+            choices = execute.options_here(masks[i], partner_ok=partners[i] >= 0)
+            key = f"{a.scratch.activity} @ {a.scratch.target}"
+            if not at_target or not choices:
+                actions[i] = rule
+                continue
+            if a.scratch.decided_for == key and a.scratch.decided in choices:
+                actions[i] = a.scratch.decided  # the same activity goes on
+                continue
             focal = [a.scratch.activity] + [m.description for m in a.memory.latest(1, ("event",))]
             _, mem_text = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=cfg.memories_in_prompt)
             asked.append(i)
@@ -616,14 +658,18 @@ class GenerativeSociety:
                     memories=mem_text,
                     mask=masks[i],
                     lang=cfg.lang,
-                    fallback=functools.partial(str, rule),
+                    fallback=functools.partial(str, rule if rule in choices else choices[0]),
                     seed=self._seed(),
                     temperature=cfg.temperature,
+                    choices=choices,
                 )
             )
-        actions = ["move"] * n
-        for i, d in zip(asked, self._ask(requests), strict=True):
-            actions[i] = d.choice if d.choice in ACTION_NAMES else "move"
+        decided: dict[int, dict[str, Any]] = {}
+        for i, d, req in zip(asked, self._ask(requests), requests, strict=True):
+            a = self.agents[i]
+            actions[i] = d.choice if d.choice in req.choices else rules[i]
+            a.scratch.decided, a.scratch.decided_for = actions[i], f"{a.scratch.activity} @ {a.scratch.target}"
+            decided[i] = {"choice": actions[i], "options": list(req.choices), "fallback": d.fallback}
         waiting: set[int] = set()
         for i, how in reactions.items():
             if how == "talk":
@@ -642,7 +688,9 @@ class GenerativeSociety:
         for i in sorted(waiting - in_conv):
             a = self.agents[i]
             other = a.scratch.reaction.split(":", 1)[1]
-            a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"waiting for {other}")
+            a.scratch.steps = react.insert_step(
+                a.scratch.steps, self._run_minute(a, now), stride, f"waiting for {other}", self._run_minutes(a)
+            )
             a.scratch.activity = f"waiting for {other}"
         waiting -= in_conv
         if cfg.replan and conversations:
@@ -674,6 +722,7 @@ class GenerativeSociety:
                 "fallbacks": list(self._step_fallbacks[i]),
                 "reaction": a.scratch.reaction or None,
                 "replanned": i in replanned,
+                "decided": decided.get(i),
             }
         self._use_objects(places, talked)
         for i, a in enumerate(self.agents):
@@ -699,6 +748,55 @@ class GenerativeSociety:
         return record
 
     # -- helpers of step() --------------------------------------------------------------------------
+    def _rate(self, events: list[tuple[int, str]], now: dt.datetime) -> dict[int, list[float]]:
+        """Poignancy of each persona's new events, in order: ONE request per persona for all of them.
+
+        An event the persona has already rated (the same description among its latest memories) keeps
+        that rating without a new request (the same thing seen again matters as much as it did).
+        """
+        by_persona: dict[int, list[str]] = {}
+        for i, text in events:
+            by_persona.setdefault(i, []).append(text)
+        out: dict[int, list[float]] = {}
+        ask: list[tuple[int, list[str]]] = []
+        for i, texts in by_persona.items():
+            known = {
+                m.description: m.poignancy for m in self.agents[i].memory.latest(RATED_LOOKBACK, ("event", "chat"))
+            }
+            out[i] = [known.get(t, -1.0) for t in texts]
+            new = list(dict.fromkeys(t for t in texts if t not in known))
+            if new:
+                ask.append((i, new))
+        answers = self._ask([
+            perceive.poignancy_request(self.agents[i].profile, self.agents[i].system, new, self.cfg.lang)
+            for i, new in ask
+        ])  # fmt: skip
+        for (i, new), ans in zip(ask, answers, strict=True):
+            got = dict(zip(new, perceive.ratings(ans.data, len(new)), strict=True))
+            out[i] = [got[t] if r < 0 else r for t, r in zip(by_persona[i], out[i], strict=True)]
+        return out
+
+    def _semantic(self, what: str, answer: LLMResponse, given: int, kept: int) -> None:
+        """Count the items of a model's answer (``what``: ``plan_items``, ``steps``) and those dropped as meaningless
+        (copied placeholders, place names, repeats): each dropped one is a ``semantic`` fault of the usage meter."""
+        if answer.fallback:
+            return
+        self.stats[what] += given
+        self.stats[f"{what}_dropped"] += given - kept
+        usage = getattr(self.llm, "usage", None)
+        for _ in range(max(given - kept, 0)):
+            if usage is not None:
+                usage.add_fault("semantic", called=False)
+
+    def _run_minute(self, a: GenerativeAgent, now: dt.datetime) -> int:
+        """Minutes since the start of the persona's current plan item's decomposition."""
+        start = int(a.scratch.run[0]) if a.scratch.run else now.hour
+        return (now.hour - start) * 60 + now.minute
+
+    def _run_minutes(self, a: GenerativeAgent) -> int:
+        """Length in minutes of the persona's current plan item's decomposition."""
+        return 60 * (int(a.scratch.run[1]) - int(a.scratch.run[0])) if a.scratch.run else 60
+
     def _object_events(self, xy: np.ndarray) -> perceive.ObjectEvents:
         """The objects in use (as the last step left them) as events to perceive; a user does not perceive its own."""
         used = np.array(sorted(self.object_state), dtype=np.int64)  # (M,)
@@ -787,7 +885,11 @@ class GenerativeSociety:
             a = self.agents[i]
             before = [dict(b) for b in a.scratch.hourly]
             a.scratch.hourly = react.merge_replan(
-                a.scratch.hourly, hours[i], (ans.data or {}).get("schedule") or [], known[i]
+                a.scratch.hourly,
+                react.replan_hours(hours[i], a.scratch.replan),
+                ans.data or {},
+                known[i],
+                a.scratch.replan,
             )
             changed = [b for b, old in zip(a.scratch.hourly, before, strict=True) if b != old]
             if changed:
@@ -863,17 +965,17 @@ class GenerativeSociety:
             for me, other in ((names[0], names[1]), (names[1], names[0])):
                 i = self._index(me)
                 a = self.agents[i]
-                a.scratch.steps = react.insert_step(a.scratch.steps, now.minute, stride, f"chatting with {other}")
+                a.scratch.steps = react.insert_step(
+                    a.scratch.steps, self._run_minute(a, now), stride, f"chatting with {other}", self._run_minutes(a)
+                )
                 a.scratch.activity = f"chatting with {other}"
                 jobs.append((i, other, turns))
-        memos = self._ask([react.memo_request(self.agents[i].profile, self.agents[i].system, o, t, cfg.lang)
-                           for i, o, t in jobs])  # fmt: skip
-        thoughts = self._ask([react.planning_thought_request(self.agents[i].profile, self.agents[i].system, o, t,
-                                                             cfg.lang) for i, o, t in jobs])  # fmt: skip
-        for (i, other, turns), memo, thought in zip(jobs, memos, thoughts, strict=True):
+        answers = self._ask([react.conversation_thoughts_request(self.agents[i].profile, self.agents[i].system, o, t,
+                                                                 cfg.lang) for i, o, t in jobs])  # fmt: skip
+        for (i, other, turns), ans in zip(jobs, answers, strict=True):
             a = self.agents[i]
-            memo_text = str((memo.data or {}).get("memo", "")).strip()[:300]
-            plan_text = str((thought.data or {}).get("thought", "")).strip()[:300]
+            memo_text = str((ans.data or {}).get("memo", "")).strip()[:300]
+            plan_text = str((ans.data or {}).get("thought", "")).strip()[:300]
             for text in (memo_text, plan_text):
                 if text:
                     a.memory.add("thought", text, when=now, poignancy=perceive.poignancy_rule(a.profile, text),
@@ -933,6 +1035,7 @@ class GenerativeSociety:
 
     def _reflect(self, who: list[int], now: dt.datetime) -> None:
         cfg = self.cfg
+        self.stats["reflections"] += len(who)
         latest = {i: self.agents[i].memory.latest(100, ("event", "thought", "chat")) for i in who}
         focal = self._ask(
             [reflect.focal_request(self.agents[i].system, latest[i], cfg.focal_points, cfg.lang) for i in who]
@@ -1008,11 +1111,10 @@ class GenerativeSociety:
             for k, ans in zip(live, self._ask(requests), strict=True):
                 speaker = pairs[k][turn % 2]
                 data = ans.data or {}
-                text = str(data.get("utterance", "")).strip()[: converse.MAX_QUOTE] or "..."
+                text = str(data.get("utterance", "")).strip()[: converse.UTTERANCE_CHARS] or "..."
                 transcripts[k].append((self.agents[speaker].name, text))
                 ended[k] = bool(data.get("end", False)) and turn >= 1
         out = []
-        chat_rate: list[LLMRequest] = []
         stored: list[tuple[int, str, list[tuple[str, str]]]] = []
         for (i, j), turns in zip(pairs, transcripts, strict=True):
             out.append({"participants": [self.agents[i].name, self.agents[j].name], "turns": [list(t) for t in turns]})
@@ -1021,11 +1123,10 @@ class GenerativeSociety:
                 self.agents[a].scratch.chatting_with = self.agents[b].name
                 self.agents[a].scratch.chat = list(turns)
                 self.agents[a].scratch.chat_buffer[self.agents[b].name] = cfg.chat_cooldown
-                chat_rate.append(
-                    perceive.poignancy_request(self.agents[a].profile, self.agents[a].system, desc, cfg.lang)
-                )
                 stored.append((a, desc, list(turns)))
-        for (a, desc, turns), ans in zip(stored, self._ask(chat_rate), strict=True):
+        rated = self._rate([(a, desc) for a, desc, _ in stored], now)
+        for a, desc, turns in stored:
+            poignancy = rated[a].pop(0)
             other = (
                 next(name for name in (t[0] for t in turns) if name != self.agents[a].name) if len(turns) > 1 else ""
             )
@@ -1033,7 +1134,7 @@ class GenerativeSociety:
                 "chat",
                 desc,
                 when=now,
-                poignancy=_rating(ans),
+                poignancy=poignancy,
                 spo=(self.agents[a].name, "chat with", other),
                 chat=turns,
             )
@@ -1146,8 +1247,3 @@ class GenerativeSociety:
         self.acts_on = np.array([self.objects.index(acts_on[a.name]) if a.name in acts_on else -1
                                  for a in self.agents], dtype=np.int64)  # fmt: skip
         self.emoji_cache = dict(state.get("emoji_cache") or {})
-
-
-def _rating(ans: LLMResponse) -> float:
-    value = (ans.data or {}).get("rating", 3)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 3.0

@@ -74,7 +74,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bench_measures_a_prompt_sensitive_model_in_every_condition(tiny_run: Path, tmp_path: Path) -> None:
     with LoopbackServer() as srv:
         over = ["llm=openai", "llm.preset=loopback", f"llm.base_url={srv.base_url}", "llm.backoff_s=0.0", *TINY]
-        out = run(seeds=3, steps=3, generative_steps=2, generative_agents=3, run_dir=tiny_run, overrides=over,
+        out = run(seeds=3, steps=3, generative_steps=24, generative_agents=6, run_dir=tiny_run, overrides=over,
                   cache_dir=tmp_path / "cache", progress=lambda _: None)  # fmt: skip
     assert out["seeds"] == [1000, 1001, 1002] and out["backend"] == "openai"
     assert out["placebo"].keys() == out["lessons"].keys()

@@ -105,10 +105,34 @@ def test_every_step_asks_all_personas_in_one_batch() -> None:
     for _ in range(3):
         soc.step()
     decide_batches = [b for b in rec.batches if b and b[0].kind == "decide"]
-    assert len(decide_batches) == 3 and all(len(b) == len(soc.agents) for b in decide_batches)
+    assert decide_batches and all(len(b) <= len(soc.agents) for b in decide_batches)
     assert all(r.want_logprobs or len(r.choices) == 1 for r in decide_batches[0])
-    first = rec.batches[0]
-    assert len({r.kind for r in first}) == 1  # one cognition step per batch
+    assert all("move" not in r.choices for b in decide_batches for r in b)  # asked at the planned place only
+    for batch in rec.batches:
+        assert len({r.kind for r in batch}) == 1  # one cognition step per batch
+    # one poignancy request per persona and step, rating all its new events
+    for batch in (b for b in rec.batches if b and b[0].kind == "poignancy"):
+        assert len({r.system for r in batch}) == len(batch)
+
+
+def test_decisions_are_asked_at_plan_boundaries_and_held() -> None:
+    """The model chooses what to do when a persona is at its planned place with a new activity; the choice holds
+    for the rest of that activity (no call), and on the way a persona walks (no call)."""
+    rec = Recorder()
+    soc = society(rec)
+    asked_steps = []
+    for _ in range(18):
+        record = soc.step()
+        asked_steps.append(sum(1 for a in record["agents"].values() if a["decided"]))
+        for name, a in record["agents"].items():
+            agent = soc.agent(name)
+            if a["decided"]:
+                assert a["decided"]["choice"] in a["decided"]["options"]
+                assert agent.scratch.decided_for == f"{agent.scratch.activity} @ {agent.scratch.target}" or (
+                    agent.scratch.activity.startswith(("chatting with", "waiting for"))
+                )
+    assert sum(asked_steps) < 18 * len(soc.agents) / 2  # far fewer than one call per persona and step
+    assert sum(asked_steps) > 0
 
 
 def test_lessons_appear_in_the_system_prompt() -> None:

@@ -36,9 +36,9 @@ from ga_sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["env.groups=[artist_collective,residents]", "env.max_agents=4", "llm=scripted"]
-"""Four personas: their first reflections come at steps 57 and 58 (seed 0); a new hour's plan every 6 steps."""
-TOTAL = 64
-CUTS = (7, 30, 57)
+"""Four personas: their first reflection comes at step 68 (seed 0); a new hour's plan every 6 steps."""
+TOTAL = 72
+CUTS = (7, 30, 67)
 """Resume points: after the first hour's plan, mid-morning, and the step before the first reflections."""
 START = "2023-02-13 07:00"
 
@@ -121,6 +121,8 @@ def task_caches(sim: Simulation) -> dict[str, Any]:
     """Every persona's task-resonance cache (similarity of each memory to its group's task)."""
     out = {}
     for a in sim.society.society.agents:
+        # grown to the memories added since the last retrieval (a resumed mind may not have retrieved yet)
+        a.memory._task_similarity(a.memory.embedder.embed([a.persona.task])[-1])
         cache = a.memory._task_cache
         assert cache is not None and len(cache[1]) == len(a.memory), a.name
         out[a.name] = [cache[0].copy(), cache[1].copy()]

@@ -188,7 +188,7 @@ def test_decisions_see_retrieved_memories_and_they_survive_a_resume() -> None:
     rec = Recorder()
     ns = policy(e, rec, decide_every=2)
     rollout_obs(ns, [e], 1)
-    assert all("Relevant memories:\n(none)" in r.user for r in rec.batches[0])  # nothing remembered yet
+    assert all("What you remember (quoted):\n(none)" in r.user for r in rec.batches[0])  # nothing remembered yet
     assert len(ns.env_state(e)["memories"]) == len(e.possible_agents)
     rec.batches.clear()
     obs, mask = e.reset_arrays(5)
@@ -197,7 +197,7 @@ def test_decisions_see_retrieved_memories_and_they_survive_a_resume() -> None:
         obs, mask, _, _ = e.step_arrays(ns.act(aug, mask, np.random.default_rng(0)))
 
     def remembered(r: LLMRequest) -> str:
-        return r.user.split("Relevant memories:")[1].split("Possible actions")[0].strip()
+        return r.user.split("What you remember (quoted):")[1].split("Possible actions")[0].strip()
 
     # a new episode starts with no memories (the clock went back); later decisions quote earlier perceptions
     assert all(remembered(r) == "(none)" for r in rec.batches[0])

@@ -12,13 +12,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from agents.cognition.prompts import MAX_QUOTE, PersonaProfile, quote, render
+from agents.cognition.prompts import PersonaProfile, quote, render
 from agents.llm.base import LLMRequest
 
+UTTERANCE_CHARS = 160
+"""Longest utterance (the grammar, or the guided decoding, stops the model there)."""
 UTTERANCE_SCHEMA = {
     "type": "object",
-    "properties": {"utterance": {"type": "string", "maxLength": MAX_QUOTE}, "end": {"type": "boolean"}},
-    "required": ["utterance"],
+    "properties": {
+        "utterance": {"type": "string", "minLength": 2, "maxLength": UTTERANCE_CHARS},
+        "end": {"type": "boolean"},
+    },
+    "required": ["utterance", "end"],
 }
 
 
@@ -62,5 +67,5 @@ def converse_request(
         schema=UTTERANCE_SCHEMA,
         max_tokens=120,
         seed=seed,
-        fallback=lambda: rule,
+        fallback=lambda: {**rule, "utterance": str(rule["utterance"])[:UTTERANCE_CHARS]},
     )

@@ -41,6 +41,16 @@ def decide_rule(
     return "move"
 
 
+def options_here(mask: npt.NDArray[np.integer], *, partner_ok: bool) -> tuple[str, ...]:
+    """What a persona at its planned place can choose to do there: the allowed ``task``/``research`` and ``chat``
+    (only with someone within reach). Walking on is not among them: the plan says to be here."""
+    out = []
+    for k in (TASK, RESEARCH, CHAT):
+        if mask[k] and (k != CHAT or partner_ok):
+            out.append(ACTION_NAMES[k])
+    return tuple(out)
+
+
 def decide_request(
     *,
     system: str,
@@ -54,13 +64,17 @@ def decide_request(
     fallback: Callable[[], str],
     seed: int | None = None,
     temperature: float = 0.0,
+    choices: Sequence[str] | None = None,
 ) -> LLMRequest:
-    """The action choice among the possible ones, with log-preferences where the backend has them.
+    """The action choice among ``choices`` (default: every action ``mask`` allows), with log-preferences where
+    the backend has them.
 
     ``perceived`` is the env's text observation of the persona (it contains what others said),
     so it goes in quoted, length-limited.
     """
-    choices = tuple(name for name, ok in zip(ACTION_NAMES, mask, strict=True) if ok)
+    if choices is None:
+        choices = tuple(name for name, ok in zip(ACTION_NAMES, mask, strict=True) if ok)
+    choices = tuple(choices)
     options = "; ".join(OPTION_TEXT[lang][ACTION_NAMES.index(c)] for c in choices)
     return LLMRequest(
         kind="decide",

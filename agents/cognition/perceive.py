@@ -27,11 +27,6 @@ from agents.memory import MemoryStream, keywords_of
 if TYPE_CHECKING:
     from ga_env import TownEnv
 
-POIGNANCY_SCHEMA = {
-    "type": "object",
-    "properties": {"rating": {"type": "integer", "minimum": 1, "maximum": 10}},
-    "required": ["rating"],
-}
 _BASE = (("resting", 1), ("walking", 2), ("idle", 1), ("working", 3), ("researching", 3), ("chatting", 4))
 
 
@@ -170,14 +165,43 @@ def poignancy_rule(profile: PersonaProfile, description: str) -> int:
     return int(np.clip(score, 1, 10))
 
 
-def poignancy_request(profile: PersonaProfile, system: str, description: str, lang: str) -> LLMRequest:
-    """Ask how poignant an event (or a conversation) is for the persona, 1-10."""
-    rule = poignancy_rule(profile, description)
+RATINGS: tuple[int, ...] = tuple(range(1, 10))
+"""Poignancy ratings a persona chooses among (a scored choice per event)."""
+
+
+def poignancy_request(profile: PersonaProfile, system: str, descriptions: Sequence[str], lang: str) -> LLMRequest:
+    """How poignant each of a step's events (or conversations) is for the persona, 1-9: ONE request for all of
+    them, answered ``{"a": r1, "b": r2, ...}`` (each a scored choice on the local backend)."""
+    descriptions = list(descriptions)
+    keys = event_keys(len(descriptions))
+    rule = {key: poignancy_rule(profile, d) for key, d in zip(keys, descriptions, strict=True)}
+    listing = "\n".join(f"{key}. {quote(d)}" for key, d in zip(keys, descriptions, strict=True))
     return LLMRequest(
         kind="poignancy",
         system=system,
-        user=render(lang, "poignancy", event=quote(description)),
-        schema=POIGNANCY_SCHEMA,
-        max_tokens=16,
-        fallback=lambda: {"rating": rule},
+        user=render(lang, "poignancy", events=listing),
+        schema={
+            "type": "object",
+            "properties": {key: {"type": "integer", "enum": list(RATINGS)} for key in keys},
+            "required": keys,
+        },
+        max_tokens=4 * len(keys) + 8,
+        fallback=lambda: dict(rule),
     )
+
+
+def event_keys(n: int) -> list[str]:
+    """Keys of ``n`` events in a rating request: letters (``a``, ``b``...), so that a small model does not answer
+    the number of the key (with keys ``"1"``, ``"2"``, SmolLM2 rates every step's events 1, 2, 3...)."""
+    return [chr(ord("a") + k) if k < 26 else f"e{k}" for k in range(n)]
+
+
+def ratings(answer: dict[str, object] | None, n: int) -> list[float]:
+    """The ``n`` ratings of a :func:`poignancy_request` answer (3 where one is missing or invalid)."""
+    answer = answer or {}
+    out = []
+    for key in event_keys(n):
+        value = answer.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 10
+        out.append(float(value) if ok else 3.0)  # type: ignore[arg-type]
+    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from agents.cognition.prompts import PersonaProfile, numbered, quote, render
@@ -87,95 +88,227 @@ def daily_plan_rule(schedule: list[dict[str, Any]]) -> list[str]:
     return plan[:6]
 
 
+WAKE_HOURS: tuple[int, ...] = tuple(range(4, 12))
+"""Wake-up hours a persona chooses among (a scored choice: the model names no free number)."""
+PLAN_ITEMS = (3, 6)
+"""Fewest and most items of a daily plan."""
+ACTIVITY_CHARS = 60
+"""Longest activity of a plan item or a decomposed step (the grammar stops the model there)."""
+STEP_MINUTES: tuple[int, ...] = (10, 15, 20, 30, 40, 45, 60, 90, 120)
+"""Durations a decomposed step may have (scaled to fill its block)."""
+
+
 def wake_up_request(profile: PersonaProfile, system: str, date: dt.date, lang: str) -> LLMRequest:
+    """The wake-up hour as a scored choice among :data:`WAKE_HOURS` (each scored, the likeliest taken)."""
     rule = wake_hour_rule(profile)
     return LLMRequest(
         kind="wake_up",
         system=system,
-        user=render(lang, "wake_up", date=f"{date:%A %B %d}"),
+        user=render(lang, "wake_up", date=f"{date:%A %B %d}", lifestyle=quote(profile.persona.lifestyle, 200)),
         schema={
             "type": "object",
-            "properties": {"hour": {"type": "integer", "minimum": 3, "maximum": 12}},
+            "properties": {"hour": {"type": "integer", "enum": list(WAKE_HOURS)}},
             "required": ["hour"],
         },
-        max_tokens=16,
-        fallback=lambda: {"hour": rule},
+        max_tokens=8,
+        fallback=lambda: {"hour": rule if rule in WAKE_HOURS else 7},
     )
+
+
+def plan_items_rule(profile: PersonaProfile, wake: int) -> list[dict[str, Any]]:
+    """The plan items ``{hour, activity}`` of the rule's day (one per run of equal blocks, sleep excluded)."""
+    out: list[dict[str, Any]] = []
+    last = None
+    for block in hourly_schedule_rule(profile, wake):
+        key = (block["activity"], block["place"])
+        if key != last and block["activity"] != "sleeping":
+            out.append({"hour": block["hour"], "activity": block["activity"], "place": block["place"]})
+        last = key
+    return out
+
+
+def plan_candidates(profile: PersonaProfile) -> list[str]:
+    """What a persona may do in a block of its day, from its own fields: its task, research (if it has a research
+    site), its group's cause (if any), meals and company, rest, a walk."""
+    p = profile
+    out = [p.persona.task]
+    if p.research_places:
+        out.append("research at the library")
+    if p.group.cause:
+        out.append(f"tell people about {p.group.cause}")
+    out += ["lunch and a chat with friends", "talk with neighbours", "rest at home", "a walk in the park"]
+    return list(dict.fromkeys(x[:ACTIVITY_CHARS] for x in out))
+
+
+ANCHORS: dict[int, str] = {12: "lunch and a chat", 21: "winding down at home"}
+"""Blocks of every persona's day that the plan does not choose: lunch at noon, winding down from 21:00 (besides
+waking up and sleep). The model chooses the others (:func:`plan_slots`)."""
+
+
+def plan_slots(wake: int) -> list[int]:
+    """The hours of a day's plan whose activity the persona chooses: after waking, the afternoon, the late
+    afternoon and the evening (the :data:`ANCHORS` and sleep are fixed)."""
+    return sorted({h for h in (wake + 1, 13, 16, 19) if wake < h < SLEEP_HOUR and h not in ANCHORS})
 
 
 def plan_day_request(
     profile: PersonaProfile, system: str, date: dt.date, wake: int, memories: list[str], lang: str
 ) -> LLMRequest:
-    rule = daily_plan_rule(hourly_schedule_rule(profile, wake))
+    """The day's plan in broad strokes: for each block of the day the persona chooses (:func:`plan_slots`), one
+    of its activities (:func:`plan_candidates`), each a scored choice (keys ``"8:00"``, ``"13:00"``...); lunch and
+    the evening's winding down are fixed (:data:`ANCHORS`)."""
+    candidates = plan_candidates(profile)
+    slots = plan_slots(wake)
+    rule_blocks = hourly_schedule_rule(profile, wake)
+
+    def rule_choice(h: int) -> str:
+        words = set(rule_blocks[h]["activity"].lower().split())
+        return max(candidates, key=lambda c: (len(words & set(c.lower().split())), -candidates.index(c)))
+
+    rule = {f"{h}:00": rule_choice(h) for h in slots}
     return LLMRequest(
         kind="plan_day",
         system=system,
-        user=render(lang, "plan_day", date=f"{date:%A %B %d}", wake_hour=wake, memories=numbered(memories)),
-        schema={
-            "type": "object",
-            "properties": {"plan": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 8}},
-            "required": ["plan"],
-        },
-        max_tokens=200,
-        fallback=lambda: {"plan": rule},
-    )
-
-
-def plan_hour_request(
-    profile: PersonaProfile,
-    system: str,
-    date: dt.date,
-    wake: int,
-    plan: list[str],
-    lang: str,
-    places: list[str] | None = None,
-) -> LLMRequest:
-    """The hourly schedule; each block at one of ``places`` (default: the persona's own places; the
-    generative mind passes every place of its spatial memory too, so what it knows decides where it goes)."""
-    rule = [b for b in hourly_schedule_rule(profile, wake) if b["hour"] >= wake]
-    places = list(places or profile.places)
-    return LLMRequest(
-        kind="plan_hour",
-        system=system,
         user=render(
             lang,
-            "plan_hour",
+            "plan_day",
             date=f"{date:%A %B %d}",
-            plan=numbered(plan),
-            places=", ".join(places),
             wake_hour=wake,
+            task=quote(profile.persona.task, 200),
+            memories=numbered(memories),
+            activities="; ".join(candidates),
         ),
-        schema=schedule_schema(places),
-        max_tokens=700,
-        fallback=lambda: {"schedule": rule},
+        schema={
+            "type": "object",
+            "properties": {f"{h}:00": {"type": "string", "enum": candidates} for h in slots},
+            "required": [f"{h}:00" for h in slots],
+        },
+        max_tokens=24 * len(slots),
+        fallback=lambda: dict(rule),
     )
 
 
-def schedule_schema(places: list[str], activity_max: int | None = None) -> dict[str, Any]:
-    """JSON schema of an hourly schedule answer: ``{"schedule": [{hour, activity, place}, ...]}`` (at most 24 blocks),
-    each place one of ``places`` (used by the day's plan and by re-plans)."""
-    activity: dict[str, Any] = {"type": "string"}
-    if activity_max is not None:
-        activity["maxLength"] = activity_max
-    return {
-        "type": "object",
-        "properties": {
-            "schedule": {
-                "type": "array",
-                "maxItems": 24,
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "hour": {"type": "integer", "minimum": 0, "maximum": 23},
-                        "activity": activity,
-                        "place": {"type": "string", "enum": places},
-                    },
-                    "required": ["hour", "activity", "place"],
-                },
-            }
-        },
-        "required": ["schedule"],
+def plan_items(answer: dict[str, Any] | None, profile: PersonaProfile, wake: int) -> list[dict[str, Any]]:
+    """Plan items ``{hour, activity}`` from a :func:`plan_day_request` answer: waking up at ``wake``, then each
+    block's activity (a block repeating the one before merges with it); a missing block keeps the one before."""
+    answer = answer or {}
+    candidates = plan_candidates(profile)
+    chosen = {h: str(answer[f"{h}:00"]) for h in plan_slots(wake) if answer.get(f"{h}:00") in candidates}
+    fixed = {h: a for h, a in ANCHORS.items() if wake < h < SLEEP_HOUR}
+    items = [{"hour": wake, "activity": "waking up and having breakfast"}]
+    for h, activity in sorted((chosen | fixed).items()):
+        if activity != items[-1]["activity"]:
+            items.append({"hour": h, "activity": activity})
+    return items
+
+
+EXAMPLE_PLAN: tuple[tuple[int, str], ...] = (
+    (6, "bake the morning bread"),
+    (11, "sell bread at the stall"),
+    (15, "visit an old friend"),
+)
+"""A few-shot example of a plan that is NOT the persona's (a baker's); an item copied from it is dropped."""
+
+PLACEHOLDERS = re.compile(
+    r"^\W*$|\.\.\.|…|\be\.g\.|<[^>]*>|^\W*(?:what|activity|activities|item|place|hour|plan|step|steps|task|memo|thought)\W*$",
+    re.IGNORECASE,
+)
+"""Answers that copy a format placeholder (``...``, ``e.g.``, ``<what>``, a bare field name) instead of saying something."""
+
+
+def bad_activity(text: str, places: Sequence[str] = ()) -> str | None:
+    """Why ``text`` is not an activity (a copied placeholder, a place name, no words), or None."""
+    t = " ".join(str(text).split())
+    if len(re.findall(r"[^\W\d_]{2,}", t)) < 1:
+        return "no words"
+    if PLACEHOLDERS.search(t):
+        return f"a copied placeholder ({t[:40]!r})"
+    low = t.lower().strip(" .")
+    if any(low == example for _, example in EXAMPLE_PLAN):
+        return f"copied from the example ({t[:40]!r})"
+    for place in places:
+        names = {place.lower(), place.split(":")[-1].lower()}
+        if low in names or low in {f"at {n}" for n in names}:
+            return f"a place name ({t[:40]!r}), not an activity"
+    return None
+
+
+def clean_plan(items: Sequence[Any], wake: int, places: Sequence[str]) -> list[dict[str, Any]]:
+    """The usable plan items, in time order: a waking hour, a real activity, no repeated hour or activity."""
+    out: list[dict[str, Any]] = []
+    hours: set[int] = set()
+    seen: set[str] = set()
+    for item in sorted((x for x in items if isinstance(x, dict)), key=lambda x: int(x.get("hour", 99) or 99)):
+        h, text = item.get("hour"), " ".join(str(item.get("activity", "")).split())
+        if not isinstance(h, int) or not wake <= h < SLEEP_HOUR or h in hours or text.lower() in seen:
+            continue
+        if bad_activity(text, places):
+            continue
+        hours.add(h)
+        seen.add(text.lower())
+        out.append({"hour": h, "activity": text[:ACTIVITY_CHARS]})
+    return out
+
+
+def plan_places_request(
+    profile: PersonaProfile, system: str, items: Sequence[dict[str, Any]], places: Sequence[str], lang: str
+) -> LLMRequest:
+    """Where each plan item happens: one scored choice among ``places`` per item (fields ``"1"``, ``"2"``...)."""
+    places = list(places)
+    rule = {
+        str(k + 1): (it.get("place") if it.get("place") in places else place_rule(profile, str(it["activity"])))
+        for k, it in enumerate(items)
     }
+    listing = "\n".join(f"{k + 1}. {it['hour']}:00 {quote(str(it['activity']), ACTIVITY_CHARS + 2)}"
+                        for k, it in enumerate(items))  # fmt: skip
+    return LLMRequest(
+        kind="plan_places",
+        system=system,
+        user=render(lang, "plan_places", items=listing, places=", ".join(places)),
+        schema={
+            "type": "object",
+            "properties": {
+                str(k + 1): {
+                    "type": "string",
+                    "enum": [rule[str(k + 1)]] + [x for x in places if x != rule[str(k + 1)]],
+                }
+                for k in range(len(items))
+            },  # each item's likeliest place (by its words) listed first
+            "required": [str(k + 1) for k in range(len(items))],
+        },
+        max_tokens=16 * len(items),
+        fallback=lambda: rule,
+    )
+
+
+def place_rule(profile: PersonaProfile, activity: str) -> str:
+    """The persona's place for an activity by its words: sleep/home → home, research → research site, chat → social."""
+    low = activity.lower()
+    p = profile
+    if any(w in low for w in ("sleep", "home", "breakfast", "wind down", "winding down", "bed")):
+        return p.home
+    if p.research_places and any(w in low for w in ("research", "library", "read", "stud")):
+        return p.research_places[0]
+    if p.social_places and any(w in low for w in ("chat", "talk", "lunch", "dinner", "cafe", "friends", "tell")):
+        return p.social_places[0]
+    return p.task_places[0] if p.task_places else p.home
+
+
+def schedule_from_plan(profile: PersonaProfile, wake: int, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """24 hourly blocks from plan items ``{hour, activity, place}``: each item lasts until the next one; before the
+    first, waking up at home; sleep before ``wake`` and from :data:`SLEEP_HOUR`. No items: the rule's day."""
+    if not items:
+        return hourly_schedule_rule(profile, wake)
+    out = hourly_schedule_rule(profile, wake)
+    ordered = sorted(items, key=lambda x: int(x["hour"]))
+    for h in range(wake, SLEEP_HOUR):
+        current = [it for it in ordered if int(it["hour"]) <= h]
+        if current:
+            it = current[-1]
+            out[h] = {"hour": h, "activity": str(it["activity"]), "place": str(it["place"])}
+        else:
+            out[h] = {"hour": h, "activity": "waking up and getting ready", "place": profile.home}
+    return out
 
 
 def merge_schedule(
@@ -192,16 +325,39 @@ def merge_schedule(
     return out
 
 
-def decompose_rule(activity: str) -> list[dict[str, Any]]:
-    """Two steps: getting started, then the activity itself."""
-    return [{"minutes": 10, "activity": f"getting ready to {activity}"}, {"minutes": 50, "activity": activity}]
+def decompose_rule(activity: str, minutes: int = 60) -> list[dict[str, Any]]:
+    """Two steps: getting started (10 minutes), then the activity itself for the rest of ``minutes``."""
+    return [
+        {"minutes": 10, "activity": f"getting ready to {activity}"},
+        {"minutes": max(minutes - 10, 1), "activity": activity},
+    ]
+
+
+def block_run(hourly: Sequence[dict[str, Any]], hour: int) -> tuple[int, int]:
+    """The hours ``[start, end)`` of the run of equal blocks (same activity and place) that holds ``hour``."""
+    key = (hourly[hour]["activity"], hourly[hour]["place"])
+    start, end = hour, hour + 1
+    while start > 0 and (hourly[start - 1]["activity"], hourly[start - 1]["place"]) == key:
+        start -= 1
+    while end < len(hourly) and (hourly[end]["activity"], hourly[end]["place"]) == key:
+        end += 1
+    return start, end
 
 
 def decompose_request(
-    profile: PersonaProfile, system: str, now: dt.datetime, block: dict[str, Any], lang: str
+    profile: PersonaProfile, system: str, now: dt.datetime, block: dict[str, Any], lang: str, end: int | None = None
 ) -> LLMRequest:
-    rule = decompose_rule(block["activity"])
+    """2-4 concrete steps of a plan item (the run of equal blocks from ``block["hour"]`` to ``end``), asked once."""
     h = int(block["hour"])
+    end = h + 1 if end is None else end
+    minutes = 60 * (end - h)
+    rule = [  # durations the schema allows (the steps are scaled to the block's minutes afterwards)
+        {
+            "minutes": min(STEP_MINUTES, key=lambda m: abs(m - int(step["minutes"]))),
+            "activity": str(step["activity"])[:ACTIVITY_CHARS],
+        }
+        for step in decompose_rule(block["activity"], minutes)
+    ]
     return LLMRequest(
         kind="decompose",
         system=system,
@@ -210,7 +366,7 @@ def decompose_request(
             "decompose",
             time=f"{now:%H:%M}",
             start=h,
-            end=(h + 1) % 24,
+            end=end % 24,
             activity=quote(block["activity"], 120),
             place=block["place"],
         ),
@@ -219,20 +375,40 @@ def decompose_request(
             "properties": {
                 "steps": {
                     "type": "array",
-                    "minItems": 1,
-                    "maxItems": 6,
+                    "minItems": 2,
+                    "maxItems": 4,
                     "items": {
                         "type": "object",
-                        "properties": {"minutes": {"type": "integer", "minimum": 1}, "activity": {"type": "string"}},
+                        "properties": {
+                            "minutes": {"type": "integer", "enum": list(STEP_MINUTES)},
+                            "activity": {"type": "string", "minLength": 3, "maxLength": ACTIVITY_CHARS},
+                        },
                         "required": ["minutes", "activity"],
                     },
                 }
             },
             "required": ["steps"],
         },
-        max_tokens=200,
+        max_tokens=140,
         fallback=lambda: {"steps": rule},
+        check=lambda data: None if clean_steps(data.get("steps") or [], minutes, ()) else "no usable step",
     )
+
+
+def clean_steps(steps: Sequence[Any], minutes: int, places: Sequence[str]) -> list[dict[str, Any]]:
+    """The usable decomposed steps (real activities), their minutes scaled to add up to ``minutes``."""
+    good: list[tuple[int, str]] = [
+        (int(s["minutes"]), " ".join(str(s["activity"]).split())[:ACTIVITY_CHARS])
+        for s in steps
+        if isinstance(s, dict) and isinstance(s.get("minutes"), int) and s["minutes"] > 0
+        and not bad_activity(str(s.get("activity", "")), places)
+    ]  # fmt: skip
+    if not good:
+        return []
+    total = sum(m for m, _ in good)
+    scaled = [max(1, round(m * minutes / total)) for m, _ in good]
+    scaled[-1] = max(1, minutes - sum(scaled[:-1]))
+    return [{"minutes": m, "activity": text} for m, (_, text) in zip(scaled, good, strict=True)]
 
 
 def current_step(steps: list[dict[str, Any]], minute: int) -> str:

@@ -26,8 +26,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from agents.cognition.plan import SLEEP_HOUR, schedule_schema
-from agents.cognition.prompts import PersonaProfile, numbered, quote, render
+from agents.cognition.plan import SLEEP_HOUR
+from agents.cognition.prompts import PersonaProfile, quote, render
 from agents.llm.base import LLMRequest
 
 REACTIONS: tuple[str, ...] = ("talk", "wait", "continue")
@@ -35,7 +35,7 @@ REACTIONS: tuple[str, ...] = ("talk", "wait", "continue")
 
 EMOJI_SCHEMA = {
     "type": "object",
-    "properties": {"emoji": {"type": "string", "minLength": 1, "maxLength": 8}},
+    "properties": {"emoji": {"type": "string", "minLength": 1, "maxLength": 3}},
     "required": ["emoji"],
 }
 _HOUR = re.compile(r"\b(?:at|by|around)\s+(\d{1,2})(?::(\d{2}))?\s*(am|pm|h)?\b", re.IGNORECASE)
@@ -85,11 +85,14 @@ def react_request(
     )
 
 
-def insert_step(steps: list[dict[str, Any]], minute: int, minutes: int, activity: str) -> list[dict[str, Any]]:
-    """The hour's steps with ``activity`` (``minutes`` long) inserted at ``minute``: what was planned from then shifts later.
+def insert_step(
+    steps: list[dict[str, Any]], minute: int, minutes: int, activity: str, total_minutes: int = 60
+) -> list[dict[str, Any]]:
+    """The block's steps with ``activity`` (``minutes`` long) inserted at ``minute``: what was planned from then
+    shifts later.
 
-    The step that covers ``minute`` is split around the insertion; the hour's plan past 60 minutes
-    is cut (that time is gone).
+    The step that covers ``minute`` is split around the insertion; the plan past the block's
+    ``total_minutes`` is cut (that time is gone).
     """
     out: list[dict[str, Any]] = []
     elapsed, inserted = 0, False
@@ -109,13 +112,13 @@ def insert_step(steps: list[dict[str, Any]], minute: int, minutes: int, activity
         if minute > elapsed:
             out.append({"minutes": minute - elapsed, "activity": steps[-1]["activity"] if steps else "as planned"})
         out.append({"minutes": minutes, "activity": activity})
-    # cut at the end of the hour
+    # cut at the end of the block
     cut: list[dict[str, Any]] = []
     total = 0
     for s in out:
-        if total >= 60:
+        if total >= total_minutes:
             break
-        length = min(int(s["minutes"]), 60 - total)
+        length = min(int(s["minutes"]), total_minutes - total)
         cut.append({"minutes": length, "activity": s["activity"]})
         total += length
     return cut
@@ -134,39 +137,34 @@ def planning_rule(name: str, partner: str, turns: Sequence[tuple[str, str]]) -> 
     return {"thought": f"{name} will carry on with the day's plan after talking with {partner}."}
 
 
-def _text_request(kind: str, system: str, user: str, key: str, fallback: dict[str, str]) -> LLMRequest:
+def conversation_thoughts_request(
+    profile: PersonaProfile, system: str, partner: str, turns: Sequence[tuple[str, str]], lang: str
+) -> LLMRequest:
+    """After a conversation, in one request: what to remember (``memo``) and what it means for the persona's plans
+    (``thought``) — the original asks these separately; one request shares the transcript's prompt."""
+    lines = "\n".join(f"{s}: {quote(t)}" for s, t in turns)
+    name = profile.persona.name
+    fallback = {k: v[:120] for k, v in (memo_rule(name, partner, turns) | planning_rule(name, partner, turns)).items()}
+    text = {"type": "string", "minLength": 3, "maxLength": 120}
     return LLMRequest(
-        kind=kind,
+        kind="memo",
         system=system,
-        user=user,
-        schema={
-            "type": "object",
-            "properties": {key: {"type": "string", "minLength": 1, "maxLength": 300}},
-            "required": [key],
-        },
-        max_tokens=120,
+        user=render(lang, "memo", partner=partner, transcript=lines),
+        schema={"type": "object", "properties": {"memo": text, "thought": text}, "required": ["memo", "thought"]},
+        max_tokens=90,
         fallback=lambda: dict(fallback),
+        check=lambda data: _bad_thoughts(data, partner),
     )
 
 
-def memo_request(
-    profile: PersonaProfile, system: str, partner: str, turns: Sequence[tuple[str, str]], lang: str
-) -> LLMRequest:
-    """What the persona wants to remember from the conversation (a thought)."""
-    lines = "\n".join(f"{s}: {quote(t)}" for s, t in turns)
-    user = render(lang, "memo", partner=partner, transcript=lines)
-    return _text_request("memo", system, user, "memo", memo_rule(profile.persona.name, partner, turns))
+def _bad_thoughts(data: dict[str, Any], partner: str) -> str | None:
+    from agents.cognition.plan import PLACEHOLDERS
 
-
-def planning_thought_request(
-    profile: PersonaProfile, system: str, partner: str, turns: Sequence[tuple[str, str]], lang: str
-) -> LLMRequest:
-    """What the conversation means for the persona's plans (a thought)."""
-    lines = "\n".join(f"{s}: {quote(t)}" for s, t in turns)
-    user = render(lang, "planning_thought", partner=partner, transcript=lines)
-    return _text_request(
-        "planning_thought", system, user, "thought", planning_rule(profile.persona.name, partner, turns)
-    )
+    for key in ("memo", "thought"):
+        text = " ".join(str(data.get(key, "")).split())
+        if PLACEHOLDERS.search(text) or len(re.findall(r"[^\W\d_]{2,}", text)) < 2:
+            return f"{key}: {text[:40]!r} says nothing"
+    return None
 
 
 def open_hours(hourly: list[dict[str, Any]], now: dt.datetime, wake: int, current: bool) -> list[int]:
@@ -219,6 +217,17 @@ def replan_rule(
     return rest
 
 
+REPLAN_HOURS = 6
+"""Open hours a re-plan may move (the next ones)."""
+
+
+def replan_hours(hours: Sequence[int], trigger: str) -> list[int]:
+    """The open hours a re-plan may move: those the trigger names, then the next ones, :data:`REPLAN_HOURS` in all."""
+    named = [h for h in _hours_named(trigger, hours) if h in set(hours)][:REPLAN_HOURS]
+    rest = [h for h in hours if h not in named][: REPLAN_HOURS - len(named)]
+    return sorted(set(named) | set(rest))
+
+
 def replan_request(
     profile: PersonaProfile,
     system: str,
@@ -231,10 +240,20 @@ def replan_request(
     places: Sequence[str],
     lang: str,
 ) -> LLMRequest:
-    """The open ``hours`` of today's schedule, revised after ``trigger`` (a conversation or a whisper)."""
+    """After ``trigger`` (a conversation or a whisper): which of the next open ``hours`` changes, and to which place
+    (two scored fields, ``hour`` then ``place``); the place the schedule already has there means no change."""
+    hours = replan_hours(hours, trigger)
     rule = replan_rule(hourly, hours, trigger, places)
-    rest = [b for b in hourly if int(b["hour"]) in set(hours)]
-    current = numbered([f"{b['hour']}:00 {b['activity']} at {b['place']}" for b in rest])
+    changed = next((b for b, old in zip(rule, [hourly[h] for h in hours], strict=True) if b != old), None)
+    fallback = (
+        {"hour": int(changed["hour"]), "place": changed["place"]}
+        if changed
+        else {
+            "hour": hours[0],
+            "place": hourly[hours[0]]["place"] if hourly[hours[0]]["place"] in places else places[0],
+        }
+    )
+    current = "\n".join(f"{h}:00 {quote(hourly[h]['activity'], 80)} at {hourly[h]['place']}" for h in hours)
     return LLMRequest(
         kind="replan",
         system=system,
@@ -247,25 +266,27 @@ def replan_request(
             memories=memories,
             places=", ".join(places),
         ),
-        schema=schedule_schema(list(places), activity_max=120),  # one fixed schema: merge_replan keeps the open hours
-        max_tokens=min(400, 40 * len(hours)),
-        fallback=lambda: {"schedule": rule},
+        schema={
+            "type": "object",
+            "properties": {
+                "hour": {"type": "integer", "enum": hours},
+                "place": {"type": "string", "enum": list(places)},
+            },
+            "required": ["hour", "place"],
+        },
+        max_tokens=24,
+        fallback=lambda: dict(fallback),
     )
 
 
 def merge_replan(
-    hourly: list[dict[str, Any]], hours: Sequence[int], answer: Sequence[Any], places: Sequence[str]
+    hourly: list[dict[str, Any]], hours: Sequence[int], answer: dict[str, Any], places: Sequence[str], trigger: str
 ) -> list[dict[str, Any]]:
-    """Today's 24 blocks with the open ``hours`` replaced where the answer gives a valid block."""
+    """Today's 24 blocks, the answer's open hour moved to the answer's place (if it is another place)."""
     out = [dict(b) for b in hourly]
-    allowed, open_ = set(places), set(hours)
-    for block in answer:
-        if not isinstance(block, dict):
-            continue
-        h, place = block.get("hour"), block.get("place")
-        if isinstance(h, int) and h in open_ and place in allowed and h < len(out):
-            activity = str(block.get("activity", "")).strip()[:120] or out[h]["activity"]
-            out[h] = {"hour": h, "activity": activity, "place": place}
+    h, place = answer.get("hour"), answer.get("place")
+    if isinstance(h, int) and h in set(hours) and place in set(places) and h < len(out) and out[h]["place"] != place:
+        out[h] = {"hour": h, "activity": f"as arranged: {' '.join(trigger.split())[:80]}", "place": place}
     return out
 
 

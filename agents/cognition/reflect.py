@@ -37,7 +37,14 @@ def focal_request(system: str, nodes: Sequence[MemoryNode], n: int, lang: str) -
         user=render(lang, "focal", memories=numbered([x.description for x in nodes]), n=n),
         schema={
             "type": "object",
-            "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": n}},
+            "properties": {
+                "questions": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 8, "maxLength": 100},
+                    "minItems": 1,
+                    "maxItems": n,
+                }
+            },
             "required": ["questions"],
         },
         max_tokens=160,
@@ -81,12 +88,18 @@ def insight_request(system: str, question: str, nodes: Sequence[MemoryNode], n: 
             "properties": {
                 "insights": {
                     "type": "array",
+                    "minItems": 1,
                     "maxItems": n,
                     "items": {
                         "type": "object",
                         "properties": {
-                            "text": {"type": "string"},
-                            "evidence": {"type": "array", "items": {"type": "integer"}},
+                            "text": {"type": "string", "minLength": 8, "maxLength": 140},
+                            "evidence": {
+                                "type": "array",
+                                "items": {"type": "integer", "enum": [x.id for x in nodes] or [0]},
+                                "minItems": 1,
+                                "maxItems": 2,
+                            },
                         },
                         "required": ["text", "evidence"],
                     },
@@ -95,5 +108,5 @@ def insight_request(system: str, question: str, nodes: Sequence[MemoryNode], n: 
             "required": ["insights"],
         },
         max_tokens=300,
-        fallback=lambda: {"insights": rule},
+        fallback=lambda: {"insights": [{**x, "text": str(x["text"])[:140]} for x in rule]},
     )

@@ -46,6 +46,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "prompt_too_long",  # the prompt does not fit the model's context: not retried
     "deadline",  # the step's deadline (llm.step_deadline_s) passed: cancelled, not retried
     "unavailable",  # the circuit breaker is open (the endpoint failed again and again): no call made
+    "semantic",  # fits the schema but means nothing (a copied placeholder, a place name as an activity...)
 )
 """Every kind of fault the reliability layer counts."""
 
@@ -55,6 +56,7 @@ RETRYABLE_FAULTS: frozenset[str] = frozenset(FAULT_KINDS) - {
     "prompt_too_long",
     "deadline",
     "unavailable",
+    "semantic",  # a greedy answer would only be given again
 }
 """Faults worth another attempt (a 4xx such as a bad key or an unknown model will not heal)."""
 
@@ -106,6 +108,9 @@ class LLMRequest:
             fields: a string (one of ``choices`` for a choice request, free text otherwise) or a
             dict (for a ``schema`` request). It is the ``scripted`` backend's answer and the
             replacement after failures. Not part of equality or the cache key.
+        check: semantic validation of a JSON answer that matches ``schema``: returns what is wrong
+            with it (a ``semantic`` fault: the answer is replaced by the fallback) or None. Not part
+            of equality or the cache key.
     """
 
     kind: str
@@ -118,6 +123,7 @@ class LLMRequest:
     seed: int | None = None
     want_logprobs: bool = False
     fallback: Callable[[], str | dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    check: Callable[[dict[str, Any]], str | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -274,7 +280,8 @@ def validate_answer(request: LLMRequest, text: str, *, truncated: bool = False) 
         A response with ``text`` and, for constrained requests, ``choice`` or ``data``.
 
     Raises:
-        LLMFault: ``empty``, ``too_long``, ``malformed_json``, ``schema_mismatch`` or ``out_of_choices``.
+        LLMFault: ``empty``, ``too_long``, ``malformed_json``, ``schema_mismatch``, ``semantic`` or
+            ``out_of_choices``.
     """
     if not text or not text.strip():
         raise LLMFault("empty", "the answer has no content")
@@ -307,6 +314,10 @@ def validate_answer(request: LLMRequest, text: str, *, truncated: bool = False) 
     problem = schema_problem(obj, request.schema or {})
     if problem:
         raise LLMFault("schema_mismatch", problem)
+    if request.check is not None:
+        problem = request.check(obj)
+        if problem:
+            raise LLMFault("semantic", problem[:200])
     return LLMResponse(text=text, data=obj)
 
 

@@ -419,7 +419,7 @@ class ReliableBackend:
         finally:
             self.usage.release(estimate)
         self._note(None)
-        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
+        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind)
         return raw
 
     async def _acall_inner(self, request: LLMRequest) -> RawAnswer:
@@ -436,7 +436,7 @@ class ReliableBackend:
         finally:
             self.usage.release(estimate)
         self._note(None)
-        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens)
+        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind)
         return raw
 
     def _estimate_usd(self, request: LLMRequest) -> float:

@@ -53,6 +53,7 @@ class UsageMeter:
         faults: faults by kind (see ``agents.llm.base.FAULT_KINDS``), every attempt counted.
         fallbacks_by_fault: fallbacks by the kind of the last fault.
         requests_by_kind: requests by cognition step (``LLMRequest.kind``).
+        tokens_by_kind: prompt + completion tokens of the calls by cognition step.
     """
 
     price_in_per_mtok: float = 0.0
@@ -68,6 +69,7 @@ class UsageMeter:
     faults: Counter[str] = field(default_factory=Counter)
     fallbacks_by_fault: Counter[str] = field(default_factory=Counter)
     requests_by_kind: Counter[str] = field(default_factory=Counter)
+    tokens_by_kind: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _cap_warned: bool = field(default=False, repr=False, compare=False)
     _reserved: float = field(default=0.0, repr=False, compare=False)
@@ -129,11 +131,13 @@ class UsageMeter:
             self.requests += 1
             self.requests_by_kind[kind] += 1
 
-    def add_call(self, prompt_tokens: int, completion_tokens: int) -> None:
+    def add_call(self, prompt_tokens: int, completion_tokens: int, kind: str | None = None) -> None:
         with self._lock:
             self.calls += 1
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
+            if kind is not None:
+                self.tokens_by_kind[kind] += prompt_tokens + completion_tokens
 
     def add_fault(self, kind: str, *, called: bool = True) -> None:
         with self._lock:
@@ -170,6 +174,7 @@ class UsageMeter:
                 "faults": dict(sorted(self.faults.items())),
                 "fallbacks_by_fault": dict(sorted(self.fallbacks_by_fault.items())),
                 "requests_by_kind": dict(sorted(self.requests_by_kind.items())),
+                "tokens_by_kind": dict(sorted(self.tokens_by_kind.items())),
             }
 
     def scalars(self, prefix: str = "llm") -> dict[str, float]:
@@ -192,7 +197,7 @@ def report_summary(r: dict[str, Any]) -> str:
 
 
 _COUNTS = ("requests", "calls", "prompt_tokens", "completion_tokens", "cached", "retries", "fallbacks")
-_BY_KIND = ("faults", "fallbacks_by_fault", "requests_by_kind")
+_BY_KIND = ("faults", "fallbacks_by_fault", "requests_by_kind", "tokens_by_kind")
 
 
 def combine_reports(add: Sequence[dict[str, Any]], subtract: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:

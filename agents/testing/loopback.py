@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import random
+import re
 import socket
 import threading
 import time
@@ -82,6 +83,7 @@ class _Answer:
         self.rng = random.Random(seed)
         self.enum_path: str | None = None  # the first enum value produced (its logprobs are reported)
         self.enum_logits: dict[str, float] = {}
+        self.enum_json = ""  # that value as it appears in the answer's JSON (``3`` or ``"chat"``)
 
     def words(self, n: int) -> str:
         return " ".join(self.rng.choice(_WORDS) for _ in range(max(1, n)))
@@ -93,9 +95,10 @@ class _Answer:
             values = [str(v) for v in schema["enum"]]
             logits = {v: _logit(self.seed, f"{path}:{v}") for v in values}
             choice = max(values, key=lambda v: logits[v])
+            value = next(v for v in schema["enum"] if str(v) == choice)
             if self.enum_path is None:
-                self.enum_path, self.enum_logits = path, logits
-            return next(v for v in schema["enum"] if str(v) == choice)
+                self.enum_path, self.enum_logits, self.enum_json = path, logits, json.dumps(value)
+            return value
         kind = schema.get("type", "object")
         if isinstance(kind, list):
             kind = next((k for k in kind if k != "null"), "string")
@@ -277,8 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == "empty":
             content = ""
         elif fault == "bad_choice":
-            chosen = max(answer.enum_logits, key=lambda v: answer.enum_logits[v])
-            content = content.replace(json.dumps(chosen), json.dumps("Dance"), 1)
+            # the first enum value (an object's field ``: 3`` or an array's item ``[3``) becomes one outside the enum
+            content = re.sub(
+                r"(: |\[)" + re.escape(answer.enum_json), lambda m: m.group(1) + '"Dance"', content, count=1
+            )
             answer.enum_logits = {"Dance": 0.0}
         elif fault == "too_long":
             content = content + " " + " ".join(["filler"] * (3 * max_tokens + 30))
