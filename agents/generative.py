@@ -65,6 +65,8 @@ EMOJI_CACHE = 512
 """Activities whose model emoji a society remembers (oldest forgotten first)."""
 WHISPER_POIGNANCY = 9.0
 """Poignancy of a whispered thought (the persona's inner voice is not mundane)."""
+REPLAN_MEMORIES = 3
+"""Memories shown in a re-plan prompt (the trigger itself says what happened)."""
 RATED_LOOKBACK = 100
 """Latest memories searched for an event the persona has already rated."""
 RECORDS_KEPT = 144
@@ -97,7 +99,7 @@ class GenerativeConfig:
     """Utterances per conversation (alternating speakers)."""
     chat_cooldown: int = 12
     """Steps before a persona chats with the same partner again (the original's chatting_with_buffer)."""
-    memories_in_prompt: int = 5
+    memories_in_prompt: int = 3
     """Retrieved memories shown in decision and conversation prompts."""
     temperature: float = 0.0
     weights: RetrievalWeights = field(default_factory=RetrievalWeights)
@@ -105,8 +107,11 @@ class GenerativeConfig:
     """Most memories a persona keeps (None = never forget, as in the paper); see ``MemoryStream.forget``."""
     react: bool = True
     """On perceiving a persona within reach: decide to talk, wait or continue (the original's reaction)."""
-    react_cooldown: int = 6
-    """Steps before a persona reacts to the same other persona again."""
+    react_cooldown: int = 18
+    """Steps before a persona reacts to the same other persona again (three hours: co-workers at one place all day
+    are not asked about each other every hour)."""
+    talk_rest: int = 9
+    """Steps after a conversation before a persona talks to anyone again (an hour and a half)."""
     replan: bool = True
     """After a conversation or a whisper: memo, planning thought and a re-plan of the rest of the day."""
     model_emoji: bool = True
@@ -245,6 +250,8 @@ class Scratch:
     """This step's reaction (``talk:NAME``, ``wait:NAME``, ``continue:NAME``) or empty."""
     emoji_activity: str = ""
     """The activity whose emoji ``emoji`` shows (asked again when the activity changes)."""
+    talk_rest: int = 0
+    """Steps before the persona talks to anyone again (set after a conversation)."""
     run: list[Any] = field(default_factory=list)
     """The plan item the steps decompose: ``[from_hour, end_hour, activity, place]`` (empty: none yet)."""
     decided: str = ""
@@ -509,6 +516,7 @@ class GenerativeSociety:
         places = env.current_places
         for a in self.agents:
             a.scratch.chat_buffer = {k: v - 1 for k, v in a.scratch.chat_buffer.items() if v > 1}
+            a.scratch.talk_rest = max(a.scratch.talk_rest - 1, 0)
             a.scratch.chatting_with, a.scratch.chat = None, []  # a conversation lasts one step
             a.scratch.perceived = str(self._infos.get(env.possible_agents[self.agents.index(a)], {}).get("text", ""))
 
@@ -525,9 +533,16 @@ class GenerativeSociety:
             objects=self._object_events(xy),
         )
         pending = [(i, ev) for i, ev in pending if not self._asleep(i, now)]  # a sleeper perceives nothing
-        for i, rated in self._rate([(i, ev.description) for i, ev in pending], now).items():
-            for (j, ev), poignancy in zip([(j, ev) for j, ev in pending if j == i], rated, strict=True):
+        # Persona events are rated by the model (one request per persona); an object's state ("the easel is being
+        # used by Isabel Ortiz: painting") by the rule from its words (simplified for speed: said in the README).
+        people = [(i, ev) for i, ev in pending if not _is_object_event(ev)]
+        for i, rated in self._rate([(i, ev.description) for i, ev in people], now).items():
+            for (j, ev), poignancy in zip([(j, ev) for j, ev in people if j == i], rated, strict=True):
                 self.agents[j].memory.add("event", ev.description, when=now, poignancy=poignancy, spo=ev.spo)
+        for i, ev in pending:
+            if _is_object_event(ev):
+                poignancy = float(perceive.poignancy_rule(self.agents[i].profile, ev.description))
+                self.agents[i].memory.add("event", ev.description, when=now, poignancy=poignancy, spo=ev.spo)
 
         # -- 2. plan: a new day (wake-up → plan → hourly schedule), a new hour (decomposition) -----------
         today = now.date().isoformat()
@@ -549,17 +564,24 @@ class GenerativeSociety:
             for i, ans in zip(starting, days, strict=True):
                 a = self.agents[i]
                 items[i] = plan.plan_items(ans.data, a.profile, a.scratch.wake_hour)
+            # Where: a scored choice for each activity the persona chose; waking up, lunch and winding down happen
+            # where their words say (home, a social place, home).
+            free = {i: [it for it in items[i] if not plan.is_fixed(str(it["activity"]))] for i in starting}
+            asking = [i for i in starting if free[i]]
             wheres = self._ask([
                 plan.plan_places_request(
-                    self.agents[i].profile, self.agents[i].system, items[i], known[i], cfg.lang
-                ) for i in starting
+                    self.agents[i].profile, self.agents[i].system, free[i], known[i], cfg.lang
+                ) for i in asking
             ])  # fmt: skip
-            for i, ans in zip(starting, wheres, strict=True):
+            answers = {i: ans.data or {} for i, ans in zip(asking, wheres, strict=True)}
+            for i in starting:
                 a, s = self.agents[i], self.agents[i].scratch
-                answer = ans.data or {}
-                for k, it in enumerate(items[i]):
-                    place = answer.get(str(k + 1))
-                    it["place"] = place if place in known[i] else plan.place_rule(a.profile, str(it["activity"]))
+                for it in items[i]:
+                    it["place"] = plan.place_rule(a.profile, str(it["activity"]))
+                for k, it in enumerate(free[i]):
+                    place = answers[i].get(str(k + 1))
+                    if place in known[i]:
+                        it["place"] = place
                 s.daily_plan = [f"{it['hour']}:00 {it['activity']} at {it['place']}" for it in items[i]]
                 s.hourly = plan.schedule_from_plan(a.profile, s.wake_hour, items[i])
                 s.plan_date, s.block_hour, s.run = today, -1, []
@@ -637,7 +659,9 @@ class GenerativeSociety:
             rules.append(rule)
             if i in reactions:
                 continue  # talking or waiting: the reaction decided this step's action
-            choices = execute.options_here(masks[i], partner_ok=partners[i] >= 0)
+            choices = execute.listing_order(
+                execute.options_here(masks[i], partner_ok=partners[i] >= 0), f"{a.name}|{now.isoformat()}"
+            )
             key = f"{a.scratch.activity} @ {a.scratch.target}"
             if not at_target or not choices:
                 actions[i] = rule
@@ -872,9 +896,7 @@ class GenerativeSociety:
         requests, known = [], {i: self._known_places(i) for i in who}
         for i in who:
             a = self.agents[i]
-            _, mem_text = retrieve_lines(
-                a.memory, [a.scratch.replan], now, task=a.persona.task, k=cfg.memories_in_prompt
-            )
+            _, mem_text = retrieve_lines(a.memory, [a.scratch.replan], now, task=a.persona.task, k=REPLAN_MEMORIES)
             requests.append(
                 react.replan_request(
                     a.profile, a.system, now=now, hourly=a.scratch.hourly, hours=hours[i], trigger=a.scratch.replan,
@@ -1025,9 +1047,11 @@ class GenerativeSociety:
     def _pick_partner(self, i: int, reach: np.ndarray) -> int:
         """Nearest reachable persona not in the chat cooldown buffer, or -1."""
         buffer = self.agents[i].scratch.chat_buffer
+        if self.agents[i].scratch.talk_rest:
+            return -1  # just talked: not again for a while
         best, best_d = -1, 1 << 30
         for j in np.flatnonzero(reach[i] >= 0):
-            if self.agents[int(j)].name in buffer:
+            if self.agents[int(j)].name in buffer or self.agents[int(j)].scratch.talk_rest:
                 continue
             if reach[i, j] < best_d:
                 best, best_d = int(j), int(reach[i, j])
@@ -1123,6 +1147,7 @@ class GenerativeSociety:
                 self.agents[a].scratch.chatting_with = self.agents[b].name
                 self.agents[a].scratch.chat = list(turns)
                 self.agents[a].scratch.chat_buffer[self.agents[b].name] = cfg.chat_cooldown
+                self.agents[a].scratch.talk_rest = cfg.talk_rest
                 stored.append((a, desc, list(turns)))
         rated = self._rate([(a, desc) for a, desc, _ in stored], now)
         for a, desc, turns in stored:
@@ -1247,3 +1272,8 @@ class GenerativeSociety:
         self.acts_on = np.array([self.objects.index(acts_on[a.name]) if a.name in acts_on else -1
                                  for a in self.agents], dtype=np.int64)  # fmt: skip
         self.emoji_cache = dict(state.get("emoji_cache") or {})
+
+
+def _is_object_event(ev: perceive.Event) -> bool:
+    """An object's state (its subject is an address ``Town:Sector:arena:object``), not a persona's doing."""
+    return ev.spo[1] == "is" and ev.spo[0].count(":") >= 3

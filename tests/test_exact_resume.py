@@ -36,9 +36,9 @@ from ga_sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["env.groups=[artist_collective,residents]", "env.max_agents=4", "llm=scripted"]
-"""Four personas: their first reflection comes at step 68 (seed 0); a new hour's plan every 6 steps."""
-TOTAL = 72
-CUTS = (7, 30, 67)
+"""Four personas: their first reflection comes at step 103 (seed 0); a new hour's plan every 6 steps."""
+TOTAL = 106
+CUTS = (7, 50, 102)
 """Resume points: after the first hour's plan, mid-morning, and the step before the first reflections."""
 START = "2023-02-13 07:00"
 

@@ -151,3 +151,56 @@ def test_prompt_longer_than_the_context_falls_back_without_retries(backend: Reli
     r = backend.complete(decide("word " * 2000))
     assert r.fallback and r.choice == "Task" and (r.error or "").startswith("prompt_too_long")
     assert backend.usage.retries == before
+
+
+def test_guided_json_matches_the_schema_and_scores_enums(backend: ReliableBackend) -> None:
+    """Guided decoding: the JSON around the model is written, enums are scored (no grammar), strings are cut."""
+    from agents.llm.local import guidable
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "steps": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 3,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "minutes": {"type": "integer", "enum": [10, 20, 30]},
+                        "activity": {"type": "string", "minLength": 1, "maxLength": 24},
+                    },
+                    "required": ["minutes", "activity"],
+                },
+            },
+            "done": {"type": "boolean"},
+        },
+        "required": ["steps", "done"],
+    }
+    assert guidable(schema) and not guidable({"type": "object", "properties": {"n": {"type": "integer"}}})
+    r = backend.complete(
+        LLMRequest(
+            kind="decompose", system=SYSTEM, user="Break painting the mural into steps.", schema=schema, max_tokens=80
+        )  # fmt: skip
+    )
+    assert not r.fallback, r.error
+    assert r.data is not None and 2 <= len(r.data["steps"]) <= 3 and isinstance(r.data["done"], bool)
+    assert all(s["minutes"] in (10, 20, 30) and 0 < len(s["activity"]) <= 24 for s in r.data["steps"])
+    assert r.completion_tokens > 0 and r.prompt_tokens > 0
+
+
+def test_an_object_of_enums_scores_each_field_on_its_own(backend: ReliableBackend) -> None:
+    """Each field of an object of enums is scored after the prompt and its own key only: the answer for ``b`` is
+    the same whether ``a`` is asked before it or not (no sequence 1, 2, 3 copied from the earlier answers)."""
+
+    def ask(keys: list[str]) -> dict[str, int]:
+        schema = {"type": "object", "properties": {k: {"type": "integer", "enum": list(range(1, 10))} for k in keys},
+                  "required": keys}  # fmt: skip
+        user = 'Rate each from 1 to 9:\na. "a dog barks"\nb. "your house is on fire"'
+        r = backend.complete(LLMRequest(kind="poignancy", system=SYSTEM, user=user, schema=schema, max_tokens=16))
+        assert not r.fallback and r.data is not None, r.error
+        return r.data
+
+    both = ask(["a", "b"])
+    assert set(both) == {"a", "b"} and all(1 <= v <= 9 for v in both.values())
+    assert ask(["b"])["b"] == both["b"]

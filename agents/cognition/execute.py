@@ -21,6 +21,9 @@ from agents.llm.base import LLMRequest
 from ga_env import ACTION_NAMES
 
 MOVE, CHAT, TASK, RESEARCH = 0, 1, 2, 3
+PERCEIVED_CHARS = 320
+"""Characters of the env's text observation quoted in a decision prompt (time, energy, the nearest people: the
+place and the plan are in the prompt already; every token costs about 5 ms on the offline model)."""
 EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "research": "📚", "rest": "😴", "idle": "💭"}
 
 
@@ -49,6 +52,20 @@ def options_here(mask: npt.NDArray[np.integer], *, partner_ok: bool) -> tuple[st
         if mask[k] and (k != CHAT or partner_ok):
             out.append(ACTION_NAMES[k])
     return tuple(out)
+
+
+def listing_order(choices: Sequence[str], key: str) -> tuple[str, ...]:
+    """``choices`` in an order drawn from a hash of ``key`` (deterministic: a resumed run lists them alike).
+
+    The options a persona has at its planned place are all sensible there (the mask allows research only at a
+    research site, chat only with someone near); listing them in a varying order keeps a model's preference for
+    the first listed option from passing for a choice, and lets the first-option rate measure it.
+    """
+    import hashlib
+
+    seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+    order = np.random.default_rng(seed).permutation(len(choices))
+    return tuple(choices[int(k)] for k in order)
 
 
 def decide_request(
@@ -82,7 +99,7 @@ def decide_request(
         user=render(
             lang,
             "decide",
-            perceived=quote(perceived, 900),
+            perceived=quote(perceived, PERCEIVED_CHARS),
             place=place,
             activity=quote(activity, 120),
             target=target,

@@ -88,7 +88,7 @@ def daily_plan_rule(schedule: list[dict[str, Any]]) -> list[str]:
     return plan[:6]
 
 
-WAKE_HOURS: tuple[int, ...] = tuple(range(4, 12))
+WAKE_HOURS: tuple[int, ...] = tuple(range(6, 12))
 """Wake-up hours a persona chooses among (a scored choice: the model names no free number)."""
 PLAN_ITEMS = (3, 6)
 """Fewest and most items of a daily plan."""
@@ -145,6 +145,15 @@ ANCHORS: dict[int, str] = {12: "lunch and a chat", 21: "winding down at home"}
 waking up and sleep). The model chooses the others (:func:`plan_slots`)."""
 
 
+WAKING = "waking up and having breakfast"
+"""The plan's first item, at the wake-up hour."""
+
+
+def is_fixed(activity: str) -> bool:
+    """Whether a plan item is one every day has (waking up, the :data:`ANCHORS`): its place is not asked."""
+    return activity == WAKING or activity in ANCHORS.values()
+
+
 def plan_slots(wake: int) -> list[int]:
     """The hours of a day's plan whose activity the persona chooses: after waking, the afternoon, the late
     afternoon and the evening (the :data:`ANCHORS` and sleep are fixed)."""
@@ -195,7 +204,7 @@ def plan_items(answer: dict[str, Any] | None, profile: PersonaProfile, wake: int
     candidates = plan_candidates(profile)
     chosen = {h: str(answer[f"{h}:00"]) for h in plan_slots(wake) if answer.get(f"{h}:00") in candidates}
     fixed = {h: a for h, a in ANCHORS.items() if wake < h < SLEEP_HOUR}
-    items = [{"hour": wake, "activity": "waking up and having breakfast"}]
+    items = [{"hour": wake, "activity": WAKING}]
     for h, activity in sorted((chosen | fixed).items()):
         if activity != items[-1]["activity"]:
             items.append({"hour": h, "activity": activity})

@@ -445,13 +445,23 @@ class LocalBackend:
     def choice_logprobs(self, tokens: list[int], choices: Sequence[str]) -> dict[str, float]:
         """Log-probabilities of each choice as the answer to ``tokens``, renormalised over the choices."""
         first = _log_softmax(self._eval(tokens))
+        llm, base = self._llm, len(tokens)
         out: dict[str, float] = {}
-        for choice in choices:
-            ctoks = self._tokens_of(choice)
-            total = float(first[ctoks[0]])
-            for i in range(1, len(ctoks)):  # multi-token choice: walk it token by token
-                total += float(_log_softmax(self._eval([*tokens, *ctoks[:i]]))[ctoks[i]])
-            out[choice] = total
+        try:
+            for choice in choices:
+                ctoks = self._tokens_of(choice)
+                total = float(first[ctoks[0]])
+                if len(ctoks) > 1:  # a multi-token choice: its tokens after the prompt in ONE batch, logits at each
+                    llm._ctx.kv_cache_seq_rm(-1, base, -1)
+                    llm._batch.set_batch(batch=ctoks[:-1], n_past=base, logits_all=True)
+                    llm._ctx.decode(llm._batch)
+                    for i in range(1, len(ctoks)):
+                        row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i - 1), shape=(self._n_vocab,))
+                        total += float(_log_softmax(row)[ctoks[i]])
+                out[choice] = total
+        finally:  # the context holds the prompt again, as after _eval
+            llm._ctx.kv_cache_seq_rm(-1, base, -1)
+            llm.n_tokens = base
         return normalise_logprobs(out)
 
     def _tokens_of(self, choice: str) -> list[int]:

@@ -53,7 +53,7 @@ def run(
 
     Args:
         overrides: Hydra overrides of the config (``llm=local``, ``llm=openai llm.preset=llamacpp``...);
-            ``llm=local`` unless another ``llm=`` is given.
+            by default ``llm=local``, the four groups (25 personas) and no step deadline.
         personas: how many of the town's personas live (the first ones of ``personas.yaml``).
         hours: simulated hours (stride 10 minutes: 6 steps an hour).
         start: the simulated start time.
@@ -68,8 +68,14 @@ def run(
     from conf.compose import compose
 
     overrides = list(overrides)
-    if not any(o.startswith("llm=") for o in overrides):
-        overrides.insert(0, "llm=local")
+    defaults = {
+        "llm=": "llm=local",
+        "env.groups=": "env.groups=[artist_collective,research_lab,campaign_team,residents]",  # the 25 personas
+        "llm.step_deadline_s=": "llm.step_deadline_s=null",  # a measurement: no call is cut short by the clock
+    }
+    for prefix, default in defaults.items():
+        if not any(o.startswith(prefix) for o in overrides):
+            overrides.insert(0 if prefix == "llm=" else len(overrides), default)
     cfg = compose(overrides)
     env = cfg.env.make(
         max_cycles=10**9, stride=10, start=start, obs_mode="dict", action_mode="rich", text_obs=True,
