@@ -53,7 +53,7 @@ import numpy as np
 
 from agents.cognition import converse, execute, perceive, plan, react, reflect
 from agents.cognition.prompts import LANGS, PersonaProfile, numbered, quote, render, system_prompt
-from agents.cognition.retrieve import retrieve_lines
+from agents.cognition.retrieve import MEMORY_CHARS, retrieve_lines
 from agents.embeddings import Embedder
 from agents.llm.base import LLMBackend, LLMRequest, LLMResponse
 from agents.memory import MemoryNode, MemoryStream, RetrievalWeights, SpatialMemory
@@ -65,6 +65,13 @@ EMOJI_CACHE = 512
 """Activities whose model emoji a society remembers (oldest forgotten first)."""
 WHISPER_POIGNANCY = 9.0
 """Poignancy of a whispered thought (the persona's inner voice is not mundane)."""
+FOCAL_MEMORIES = 30
+"""Latest memories a reflecting persona asks its focal questions about (the original: 100; 30 fit the offline
+model's 2,048-token context)."""
+INSIGHT_MEMORIES = 10
+"""Memories retrieved for each focal question (the original: 15)."""
+PLAN_MEMORIES = 5
+"""Memories a persona retrieves when it plans its day."""
 REPLAN_MEMORIES = 3
 """Memories shown in a re-plan prompt (the trigger itself says what happened)."""
 RATED_LOOKBACK = 100
@@ -861,8 +868,8 @@ class GenerativeSociety:
         """What the persona retrieves when it plans its day (recency, importance, relevance, task resonance)."""
         a = self.agents[i]
         focal = [f"{a.name}'s plans for {now:%A}", a.persona.task]
-        nodes, _ = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=10)
-        return [x.description for x in nodes]
+        nodes, _ = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=PLAN_MEMORIES)
+        return [x.description[:MEMORY_CHARS] for x in nodes]
 
     def _known_places(self, i: int) -> list[str]:
         """The env places persona ``i`` may plan to go to: its own, and every place in its spatial memory."""
@@ -1060,7 +1067,7 @@ class GenerativeSociety:
     def _reflect(self, who: list[int], now: dt.datetime) -> None:
         cfg = self.cfg
         self.stats["reflections"] += len(who)
-        latest = {i: self.agents[i].memory.latest(100, ("event", "thought", "chat")) for i in who}
+        latest = {i: self.agents[i].memory.latest(FOCAL_MEMORIES, ("event", "thought", "chat")) for i in who}
         focal = self._ask(
             [reflect.focal_request(self.agents[i].system, latest[i], cfg.focal_points, cfg.lang) for i in who]
         )
@@ -1068,7 +1075,9 @@ class GenerativeSociety:
         for i, ans in zip(who, focal, strict=True):
             questions = [str(q)[:200] for q in (ans.data or {}).get("questions", [])][: cfg.focal_points]
             questions = questions or reflect.focal_rule(latest[i], cfg.focal_points)
-            found = self.agents[i].memory.retrieve(questions, now, task=self.agents[i].persona.task, top_k=15)
+            found = self.agents[i].memory.retrieve(
+                questions, now, task=self.agents[i].persona.task, top_k=INSIGHT_MEMORIES
+            )
             jobs.extend((i, q, found[q]) for q in questions)
         insights = self._ask(
             [reflect.insight_request(self.agents[i].system, q, nodes, cfg.insights, cfg.lang) for i, q, nodes in jobs]

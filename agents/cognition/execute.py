@@ -21,7 +21,7 @@ from agents.llm.base import LLMRequest
 from ga_env import ACTION_NAMES
 
 MOVE, CHAT, TASK, RESEARCH = 0, 1, 2, 3
-PERCEIVED_CHARS = 320
+PERCEIVED_CHARS = 240
 """Characters of the env's text observation quoted in a decision prompt (time, energy, the nearest people: the
 place and the plan are in the prompt already; every token costs about 5 ms on the offline model)."""
 EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "research": "📚", "rest": "😴", "idle": "💭"}

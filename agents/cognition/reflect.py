@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.cognition.prompts import numbered, quote, render
+from agents.cognition.retrieve import MEMORY_CHARS
 from agents.llm.base import LLMRequest
 from agents.memory import MemoryNode, MemoryStream
 
@@ -34,7 +35,7 @@ def focal_request(system: str, nodes: Sequence[MemoryNode], n: int, lang: str) -
     return LLMRequest(
         kind="reflect_focal",
         system=system,
-        user=render(lang, "focal", memories=numbered([x.description for x in nodes]), n=n),
+        user=render(lang, "focal", memories=numbered([x.description for x in nodes], limit=MEMORY_CHARS), n=n),
         schema={
             "type": "object",
             "properties": {
@@ -80,7 +81,7 @@ def insight_request(system: str, question: str, nodes: Sequence[MemoryNode], n: 
             lang,
             "insight",
             question=quote(question, 200),
-            memories=numbered([x.description for x in nodes], ids=[x.id for x in nodes]),
+            memories=numbered([x.description for x in nodes], ids=[x.id for x in nodes], limit=MEMORY_CHARS),
             n=n,
         ),
         schema={

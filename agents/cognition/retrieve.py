@@ -12,11 +12,22 @@ from collections.abc import Sequence
 from agents.cognition.prompts import numbered
 from agents.memory import MemoryNode, MemoryStream
 
+MEMORY_CHARS = 120
+"""Characters of each memory quoted in a prompt (a day's plan runs to 300 and more; every token of a prompt costs
+about 5 ms on the offline model)."""
+
 
 def retrieve_lines(
-    memory: MemoryStream, focal_points: Sequence[str], now: dt.datetime, *, task: str, k: int
+    memory: MemoryStream,
+    focal_points: Sequence[str],
+    now: dt.datetime,
+    *,
+    task: str,
+    k: int,
+    limit: int = MEMORY_CHARS,
 ) -> tuple[list[MemoryNode], str]:
-    """The ``k`` best memories over all focal points (deduplicated, best first) and their quoted list."""
+    """The ``k`` best memories over all focal points (deduplicated, best first) and their quoted list (each cut to
+    ``limit`` characters)."""
     if not focal_points:
         return [], numbered([])
     found = memory.retrieve(focal_points, now, task=task, top_k=k)
@@ -26,4 +37,4 @@ def retrieve_lines(
             if rank < len(found[fp]):
                 nodes.setdefault(found[fp][rank].id, found[fp][rank])
     best = list(nodes.values())[:k]
-    return best, numbered([n.description for n in best])
+    return best, numbered([n.description for n in best], limit=limit)
