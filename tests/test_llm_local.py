@@ -181,7 +181,7 @@ def test_guided_json_matches_the_schema_and_scores_enums(backend: ReliableBacken
     r = backend.complete(
         LLMRequest(
             kind="decompose", system=SYSTEM, user="Break painting the mural into steps.", schema=schema, max_tokens=80
-        )  # fmt: skip
+        )
     )
     assert not r.fallback, r.error
     assert r.data is not None and 2 <= len(r.data["steps"]) <= 3 and isinstance(r.data["done"], bool)

@@ -261,8 +261,10 @@ def test_server_gone_silent_mid_run_stops_after_one_step(tmp_path: Path) -> None
         with pytest.raises(LLMUnavailable, match=r"deadline"):
             sim.run(20, progress=False)
         elapsed = time.monotonic() - t0
-        assert sim.step_count == 3 and elapsed < 3 + 5, elapsed  # one step, cut at its deadline
-        assert max(s for s, _ in sim.store.checkpoints()) == 3
+        # One step cut at its deadline: the run stops in it, or (when that step asks nothing after the breaker
+        # opened, as with few requests per step) at the next step's first request; nothing waits past the deadline.
+        assert sim.step_count in (3, 4) and elapsed < 3 + 5, (sim.step_count, elapsed)
+        assert max(s for s, _ in sim.store.checkpoints()) == sim.step_count
         sim.society.llm.close()  # type: ignore[union-attr]
     finally:
         server.send_signal(signal.SIGCONT)

@@ -120,6 +120,7 @@ def test_bench_generative_reports_calls_tokens_and_sense() -> None:
     assert set(sense["decisions_by_option"]) <= {"task", "research", "chat"}
     assert abs(sum(sense["actions"].values()) - 1.0) < 1e-3
     assert out["machine"]["cores"] >= 1
+    assert out["hosted_day_usd"]["gpt-4o-mini"] == 0.0  # the scripted backend counts no tokens
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama_cpp is not installed")

@@ -108,7 +108,7 @@ def decide_request(
             choices=", ".join(choices),
         ),
         choices=choices,
-        max_tokens=8,
+        max_tokens=16,  # a server writes {"choice": "..."}
         temperature=temperature,
         seed=seed,
         want_logprobs=len(choices) > 1,

@@ -185,7 +185,7 @@ def poignancy_request(profile: PersonaProfile, system: str, descriptions: Sequen
             "properties": {key: {"type": "integer", "enum": list(RATINGS)} for key in keys},
             "required": keys,
         },
-        max_tokens=4 * len(keys) + 8,
+        max_tokens=8 * len(keys) + 16,
         fallback=lambda: dict(rule),
     )
 

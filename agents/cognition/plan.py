@@ -110,7 +110,7 @@ def wake_up_request(profile: PersonaProfile, system: str, date: dt.date, lang: s
             "properties": {"hour": {"type": "integer", "enum": list(WAKE_HOURS)}},
             "required": ["hour"],
         },
-        max_tokens=8,
+        max_tokens=24,  # the JSON syntax too, when a server writes it
         fallback=lambda: {"hour": rule if rule in WAKE_HOURS else 7},
     )
 
@@ -192,7 +192,7 @@ def plan_day_request(
             "properties": {f"{h}:00": {"type": "string", "enum": candidates} for h in slots},
             "required": [f"{h}:00" for h in slots],
         },
-        max_tokens=24 * len(slots),
+        max_tokens=32 * len(slots) + 16,
         fallback=lambda: dict(rule),
     )
 
@@ -285,7 +285,7 @@ def plan_places_request(
             },  # each item's likeliest place (by its words) listed first
             "required": [str(k + 1) for k in range(len(items))],
         },
-        max_tokens=16 * len(items),
+        max_tokens=24 * len(items) + 16,
         fallback=lambda: rule,
     )
 

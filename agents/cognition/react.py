@@ -79,7 +79,7 @@ def react_request(
             choices=", ".join(REACTIONS),
         ),
         choices=REACTIONS,
-        max_tokens=8,
+        max_tokens=16,
         want_logprobs=True,
         fallback=lambda: rule,
     )
@@ -274,7 +274,7 @@ def replan_request(
             },
             "required": ["hour", "place"],
         },
-        max_tokens=24,
+        max_tokens=48,
         fallback=lambda: dict(fallback),
     )
 
@@ -297,7 +297,7 @@ def emoji_request(system: str, activity: str, rule: str, lang: str) -> LLMReques
         system=system,
         user=render(lang, "emoji", activity=quote(activity, 120)),
         schema=EMOJI_SCHEMA,
-        max_tokens=12,
+        max_tokens=24,
         fallback=lambda: {"emoji": rule},
     )
 

@@ -140,8 +140,29 @@ def run(
         "fallbacks": report["fallbacks"],
         "fallbacks_by_fault": report["fallbacks_by_fault"],
         "fallback_rate": round(report["fallbacks"] / max(report["requests"], 1), 4),
+        "hosted_day_usd": hosted_costs(report, persona_days, 25),
         "sense": sense(society, records),
     }
+
+
+HOSTED = ("gpt-4o-mini", "gpt-4.1-mini", "deepseek-chat", "gpt-4o")
+"""Hosted models whose cost of the same day :func:`hosted_costs` estimates."""
+
+
+def hosted_costs(report: dict[str, Any], persona_days: float, personas: int) -> dict[str, float]:
+    """What a day of ``personas`` personas would cost on hosted models, in USD, from this run's requests: its prompt
+    tokens at the model's input price, and its completion tokens (which count the JSON syntax the local backend
+    writes around the model's words, as a hosted model would write it) at the output price. A rough figure:
+    another tokenizer counts the same text differently, and a hosted model is not asked exactly the same (the JSON
+    schema goes in ``response_format``); list prices of :data:`agents.llm.usage.PRICES_PER_MTOK`."""
+    from agents.llm.usage import price_of
+
+    scale = personas / max(persona_days, 1e-9)
+    out = {}
+    for model in HOSTED:
+        p_in, p_out = price_of(model)
+        out[model] = round(scale * (report["prompt_tokens"] * p_in + report["completion_tokens"] * p_out) / 1e6, 3)
+    return out
 
 
 def _per(counts: dict[str, int], persona_days: float) -> dict[str, float]:
@@ -175,6 +196,7 @@ def sense(society: Any, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "decisions": len(decided),
         "decisions_by_option": dict(sorted(by_option.items())),
         "first_option_rate": _share(sum(first), len(first)),
+        "decisions_with_a_choice": len(first),
         "reactions": dict(sorted(reactions.items())),
         "conversations": sum(len(rec["conversations"]) for rec in records),
         "reflections": int(stats["reflections"]),
