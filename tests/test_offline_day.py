@@ -11,12 +11,12 @@ import importlib.util
 import json
 
 import pytest
+from test_cognition import Recorder, society
 
 from agents.cognition import perceive, plan
 from agents.llm.base import LLMFault, LLMRequest, validate_answer
 from agents.llm.factory import make_backend
 from conf.schema import LLMConfig
-from tests.test_cognition import Recorder, society
 
 
 def test_meaningless_activities_are_recognised() -> None:
