@@ -76,18 +76,6 @@ def hourly_schedule_rule(profile: PersonaProfile, wake: int) -> list[dict[str, A
     return out
 
 
-def daily_plan_rule(schedule: list[dict[str, Any]]) -> list[str]:
-    """The broad plan implied by an hourly schedule: one item per run of equal blocks (sleep excluded)."""
-    plan: list[str] = []
-    last = None
-    for block in schedule:
-        key = (block["activity"], block["place"])
-        if key != last and block["activity"] != "sleeping":
-            plan.append(f"{block['hour']}:00 {block['activity']} at {block['place']}")
-        last = key
-    return plan[:6]
-
-
 WAKE_HOURS: tuple[int, ...] = tuple(range(6, 12))
 """Wake-up hours a persona chooses among (a scored choice: the model names no free number)."""
 PLAN_ITEMS = (3, 6)
@@ -113,18 +101,6 @@ def wake_up_request(profile: PersonaProfile, system: str, date: dt.date, lang: s
         max_tokens=24,  # the JSON syntax too, when a server writes it
         fallback=lambda: {"hour": rule if rule in WAKE_HOURS else 7},
     )
-
-
-def plan_items_rule(profile: PersonaProfile, wake: int) -> list[dict[str, Any]]:
-    """The plan items ``{hour, activity}`` of the rule's day (one per run of equal blocks, sleep excluded)."""
-    out: list[dict[str, Any]] = []
-    last = None
-    for block in hourly_schedule_rule(profile, wake):
-        key = (block["activity"], block["place"])
-        if key != last and block["activity"] != "sleeping":
-            out.append({"hour": block["hour"], "activity": block["activity"], "place": block["place"]})
-        last = key
-    return out
 
 
 def plan_candidates(profile: PersonaProfile) -> list[str]:
@@ -242,23 +218,6 @@ def bad_activity(text: str, places: Sequence[str] = ()) -> str | None:
     return None
 
 
-def clean_plan(items: Sequence[Any], wake: int, places: Sequence[str]) -> list[dict[str, Any]]:
-    """The usable plan items, in time order: a waking hour, a real activity, no repeated hour or activity."""
-    out: list[dict[str, Any]] = []
-    hours: set[int] = set()
-    seen: set[str] = set()
-    for item in sorted((x for x in items if isinstance(x, dict)), key=lambda x: int(x.get("hour", 99) or 99)):
-        h, text = item.get("hour"), " ".join(str(item.get("activity", "")).split())
-        if not isinstance(h, int) or not wake <= h < SLEEP_HOUR or h in hours or text.lower() in seen:
-            continue
-        if bad_activity(text, places):
-            continue
-        hours.add(h)
-        seen.add(text.lower())
-        out.append({"hour": h, "activity": text[:ACTIVITY_CHARS]})
-    return out
-
-
 def plan_places_request(
     profile: PersonaProfile, system: str, items: Sequence[dict[str, Any]], places: Sequence[str], lang: str
 ) -> LLMRequest:
@@ -317,20 +276,6 @@ def schedule_from_plan(profile: PersonaProfile, wake: int, items: Sequence[dict[
             out[h] = {"hour": h, "activity": str(it["activity"]), "place": str(it["place"])}
         else:
             out[h] = {"hour": h, "activity": "waking up and getting ready", "place": profile.home}
-    return out
-
-
-def merge_schedule(
-    profile: PersonaProfile, wake: int, answer: list[dict[str, Any]], places: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """24 blocks: the model's where it gave a valid hour and a place of ``places`` (default: the
-    persona's own), the rule's elsewhere."""
-    out = hourly_schedule_rule(profile, wake)
-    places_ok = set(places or profile.places)
-    for block in answer:
-        h, place = block.get("hour"), block.get("place")
-        if isinstance(h, int) and wake <= h < SLEEP_HOUR and place in places_ok:
-            out[h] = {"hour": h, "activity": str(block.get("activity", ""))[:120] or out[h]["activity"], "place": place}
     return out
 
 

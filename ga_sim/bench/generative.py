@@ -189,8 +189,6 @@ def sense(society: Any, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "wake_hours": dict(sorted(wake.items())),
         "wake_hour_values": len(wake),
-        "plan_items": int(stats["plan_items"]),
-        "plan_items_dropped_share": _share(stats["plan_items_dropped"], stats["plan_items"]),
         "steps": int(stats["steps"]),
         "steps_dropped_share": _share(stats["steps_dropped"], stats["steps"]),
         "decisions": len(decided),
