@@ -540,9 +540,10 @@ class GenerativeSociety:
             objects=self._object_events(xy),
         )
         pending = [(i, ev) for i, ev in pending if not self._asleep(i, now)]  # a sleeper perceives nothing
-        # Persona events are rated by the model (one request per persona); an object's state ("the easel is being
-        # used by Isabel Ortiz: painting") by the rule from its words (simplified for speed: said in the README).
-        people = [(i, ev) for i, ev in pending if not _is_object_event(ev)]
+        # Persona events are rated by the model (one request per persona); someone idle is 1 without asking (as the
+        # original's generate_poig_score); an object's state ("the easel is being used by Isabel Ortiz: painting")
+        # by the rule from its words (simplified for speed: said in the README).
+        people = [(i, ev) for i, ev in pending if not _is_object_event(ev) and not _is_idle(ev)]
         for i, rated in self._rate([(i, ev.description) for i, ev in people], now).items():
             for (j, ev), poignancy in zip([(j, ev) for j, ev in people if j == i], rated, strict=True):
                 self.agents[j].memory.add("event", ev.description, when=now, poignancy=poignancy, spo=ev.spo)
@@ -550,6 +551,8 @@ class GenerativeSociety:
             if _is_object_event(ev):
                 poignancy = float(perceive.poignancy_rule(self.agents[i].profile, ev.description))
                 self.agents[i].memory.add("event", ev.description, when=now, poignancy=poignancy, spo=ev.spo)
+            elif _is_idle(ev):
+                self.agents[i].memory.add("event", ev.description, when=now, poignancy=1.0, spo=ev.spo)
 
         # -- 2. plan: a new day (wake-up → plan → hourly schedule), a new hour (decomposition) -----------
         today = now.date().isoformat()
@@ -651,6 +654,7 @@ class GenerativeSociety:
         # new to the choice; the choice holds until then. On the way there, it walks (the plan says where to be).
         requests, asked, rules = [], [], []
         actions = ["move"] * n
+        decided: dict[int, dict[str, Any]] = {}
         for i, a in enumerate(self.agents):
             target_idx = env.places.index(a.scratch.target)
             at_target = int(places[i]) == target_idx
@@ -676,6 +680,11 @@ class GenerativeSociety:
             if a.scratch.decided_for == key and a.scratch.decided in choices:
                 actions[i] = a.scratch.decided  # the same activity goes on
                 continue
+            if len(choices) == 1:  # nothing to choose (the mask leaves one thing to do here): no model call
+                actions[i] = choices[0]
+                a.scratch.decided, a.scratch.decided_for = actions[i], key
+                decided[i] = {"choice": actions[i], "options": list(choices), "fallback": False}
+                continue
             focal = [a.scratch.activity] + [m.description for m in a.memory.latest(1, ("event",))]
             _, mem_text = retrieve_lines(a.memory, focal, now, task=a.persona.task, k=cfg.memories_in_prompt)
             asked.append(i)
@@ -695,7 +704,6 @@ class GenerativeSociety:
                     choices=choices,
                 )
             )
-        decided: dict[int, dict[str, Any]] = {}
         for i, d, req in zip(asked, self._ask(requests), requests, strict=True):
             a = self.agents[i]
             actions[i] = d.choice if d.choice in req.choices else rules[i]
@@ -1281,6 +1289,11 @@ class GenerativeSociety:
         self.acts_on = np.array([self.objects.index(acts_on[a.name]) if a.name in acts_on else -1
                                  for a in self.agents], dtype=np.int64)  # fmt: skip
         self.emoji_cache = dict(state.get("emoji_cache") or {})
+
+
+def _is_idle(ev: perceive.Event) -> bool:
+    """Someone idle ("Theo Ortiz is idle at ..."): poignancy 1 by rule, as the original rates it."""
+    return ev.spo[1] == "idle" and " is idle" in ev.description
 
 
 def _is_object_event(ev: perceive.Event) -> bool:

@@ -485,6 +485,10 @@ class LLMConfig:
     shuffle_options: bool = False
     """List the options of a choice in a random order in the prompt (drawn from a hash of the request, so
     reruns are deterministic); answers keep the options' names."""
+    permute_options: bool = False
+    """``local``: score a choice among n options in the n cyclic rotations of its listing and average the
+    log-probabilities, so that no option wins by where it is listed (on in ``llm=local``: SmolLM2 otherwise
+    answers the first listed option every time)."""
     cache: bool = True
     """Keep answers in an on-disk cache (a warm rerun makes zero calls)."""
     cache_dir: str | None = None

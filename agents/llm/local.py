@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
+import dataclasses
 import importlib.util
 import json
 import os
@@ -31,7 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from agents.llm.base import LLMFault, LLMRequest, normalise_logprobs
-from agents.llm.calibrate import ContentFreePriors, calibrate, in_order, sample_choice, shuffle_request
+from agents.llm.calibrate import (
+    ContentFreePriors,
+    calibrate,
+    in_order,
+    reorder_listings,
+    sample_choice,
+    shuffle_request,
+)
 from agents.llm.reliable import RawAnswer
 from agents.llm.sanitize import neutralise_markers
 
@@ -81,6 +89,13 @@ class LocalBackend:
       argmax (at temperature 0; else a draw) of the reported ``choice_logprobs``, in the request's
       order. With either option on, ``name`` becomes ``local+calibrate``/``local+shuffle``... so that
       cached answers of another setting are not reused (the cache key has the backend's name).
+    - ``permute_options`` (on in ``conf/llm/local.yaml``): a choice among n > 1 options is scored in the n cyclic
+      rotations of its listing (each option once in each position; :func:`agents.llm.calibrate.reorder_listings`)
+      and the log-probabilities are averaged, so that the answer cannot come from where an option is listed
+      (SmolLM2 answers the first listed option of a decision every time: Zheng et al. 2024, "Large Language
+      Models Are Not Robust Multiple Choice Selectors", debias by permutation the same way). The rotations share
+      the prompt up to the listing (the KV cache keeps it), so each costs the prompt's tail; the tokens of
+      every rotation are counted. The name becomes ``local+permute``.
 
     Args:
         model_path: the ``.gguf`` file.
@@ -90,6 +105,8 @@ class LocalBackend:
         seed: llama.cpp's default sampling seed.
         calibrate: contextual calibration of choice log-probabilities (``llm.calibrate``).
         shuffle_options: list the choices in a random (deterministic) order (``llm.shuffle_options``).
+        permute_options: average the choice log-probabilities over the cyclic rotations of the listing
+            (``llm.permute_options``).
     """
 
     name = "local"
@@ -105,6 +122,7 @@ class LocalBackend:
         seed: int = 0,
         calibrate: bool = False,
         shuffle_options: bool = False,
+        permute_options: bool = False,
     ) -> None:
         try:
             import llama_cpp
@@ -148,9 +166,12 @@ class LocalBackend:
         self._keep = 0  # prefix of the prompt being answered worth keeping (end of its system message)
         self.calibrate = calibrate
         self.shuffle_options = shuffle_options
+        self.permute_options = permute_options
         self.priors = ContentFreePriors()
-        if calibrate or shuffle_options:
-            self.name = "+".join(["local"] + ["calibrate"] * calibrate + ["shuffle"] * shuffle_options)
+        if calibrate or shuffle_options or permute_options:
+            self.name = "+".join(
+                ["local"] + ["calibrate"] * calibrate + ["shuffle"] * shuffle_options + ["permute"] * permute_options
+            )
 
     def __repr__(self) -> str:
         return f"LocalBackend(model={self.model!r}, path={str(self.model_path)!r})"
@@ -323,6 +344,20 @@ class LocalBackend:
     def _choose(self, request: LLMRequest, asked: LLMRequest, tokens: list[int]) -> RawAnswer:
         """Score the choices after ``tokens`` (the prompt of ``asked``: ``request``, maybe shuffled)."""
         logp = in_order(self.choice_logprobs(tokens, asked.choices), request.choices)
+        n, n_prompt = len(asked.choices), len(tokens)
+        if self.permute_options and n > 1:
+            for r in range(1, n):
+                order = [(k + r) % n for k in range(n)]
+                rotated = dataclasses.replace(
+                    asked,
+                    user=reorder_listings(asked.user, asked.choices, order),
+                    choices=tuple(asked.choices[k] for k in order),
+                )
+                more = self._checked_tokens(rotated)
+                n_prompt += len(more)
+                other = in_order(self.choice_logprobs(more, rotated.choices), request.choices)
+                logp = {c: logp[c] + other[c] for c in logp}
+            logp = normalise_logprobs({c: v / n for c, v in logp.items()})
         if self.calibrate:
             prior = self.priors.get(request, self.content_free_logprobs)
             if prior is not None:
@@ -330,7 +365,7 @@ class LocalBackend:
         choice = sample_choice(logp, request.temperature, request.seed)
         return RawAnswer(
             text=choice,
-            prompt_tokens=len(tokens),
+            prompt_tokens=n_prompt,
             completion_tokens=len(self._tokens_of(choice)),
             choice_logprobs=logp,
         )
@@ -443,15 +478,67 @@ class LocalBackend:
         return self.choice_logprobs(self._checked_tokens(request), request.choices)
 
     def choice_logprobs(self, tokens: list[int], choices: Sequence[str]) -> dict[str, float]:
-        """Log-probabilities of each choice as the answer to ``tokens``, renormalised over the choices."""
+        """Log-probabilities of each choice as the answer to ``tokens``: those of decoding constrained to the choices.
+
+        Token by token, the model's next-token distribution restricted to the tokens that continue some choice
+        (renormalised over them) — what sampling under a grammar of the choices draws, and its argmax what
+        grammar-constrained greedy decoding answers. Once a prefix names one choice, the rest of it is forced, so
+        the model is evaluated only where choices part (a token trie's branching nodes): the prompt's logits
+        give the first token; ``"Willow Cafe:kitchen"`` against ``"Willow Cafe:dining area"`` costs one more
+        decode after ``"Willow Cafe:"`` and ten plan activities with different first words none. When one choice
+        is a prefix of another (their end cannot be told from the next token), every choice is scored by its
+        full sequence instead (the sum of its tokens' log-probabilities), renormalised over the choices.
+        """
         first = _log_softmax(self._eval(tokens))
+        seqs = {c: self._tokens_of(c) for c in choices}
+        if any(
+            a != b and len(seqs[a]) < len(seqs[b]) and seqs[b][: len(seqs[a])] == seqs[a] for a in seqs for b in seqs
+        ):
+            return self._sequence_logprobs(tokens, first, seqs)
         llm, base = self._llm, len(tokens)
         out: dict[str, float] = {}
         try:
-            for choice in choices:
-                ctoks = self._tokens_of(choice)
+            # (depth, choices sharing the prefix seqs[c][:depth], log-prob so far, log-softmax at the prefix's end)
+            stack: list[tuple[int, list[str], float, npt.NDArray[np.float64]]] = [(0, list(choices), 0.0, first)]
+            while stack:
+                depth, group, acc, logp = stack.pop()
+                children: dict[int, list[str]] = {}
+                for c in group:
+                    children.setdefault(seqs[c][depth], []).append(c)
+                allowed = np.array(list(children), dtype=np.int64)
+                norm = logp[allowed] - float(np.logaddexp.reduce(logp[allowed]))
+                for tok, lp in zip(children, norm.tolist(), strict=True):
+                    sub = children[tok]
+                    if len(sub) == 1:
+                        out[sub[0]] = acc + lp
+                        continue
+                    # the choices part later: evaluate the shared path up to where they do
+                    ref = seqs[sub[0]]
+                    end = depth + 1
+                    while all(len(seqs[c]) > end and seqs[c][end] == ref[end] for c in sub):
+                        end += 1
+                    path = ref[:end]
+                    llm._ctx.kv_cache_seq_rm(-1, base, -1)
+                    llm._batch.set_batch(batch=path, n_past=base, logits_all=False)
+                    llm._ctx.decode(llm._batch)
+                    row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(len(path) - 1), shape=(self._n_vocab,))
+                    stack.append((end, sub, acc + lp, _log_softmax(row)))
+        finally:  # the context holds the prompt again, as after _eval
+            llm._ctx.kv_cache_seq_rm(-1, base, -1)
+            llm.n_tokens = base
+        return normalise_logprobs({c: out[c] for c in choices})
+
+    def _sequence_logprobs(
+        self, tokens: list[int], first: npt.NDArray[np.float64], seqs: Mapping[str, list[int]]
+    ) -> dict[str, float]:
+        """Each choice's full-sequence log-probability after ``tokens`` (its tokens in ONE batch, logits at each),
+        renormalised over the choices."""
+        llm, base = self._llm, len(tokens)
+        out: dict[str, float] = {}
+        try:
+            for choice, ctoks in seqs.items():
                 total = float(first[ctoks[0]])
-                if len(ctoks) > 1:  # a multi-token choice: its tokens after the prompt in ONE batch, logits at each
+                if len(ctoks) > 1:
                     llm._ctx.kv_cache_seq_rm(-1, base, -1)
                     llm._batch.set_batch(batch=ctoks[:-1], n_past=base, logits_all=True)
                     llm._ctx.decode(llm._batch)
@@ -459,7 +546,7 @@ class LocalBackend:
                         row = np.ctypeslib.as_array(llm._ctx.get_logits_ith(i - 1), shape=(self._n_vocab,))
                         total += float(_log_softmax(row)[ctoks[i]])
                 out[choice] = total
-        finally:  # the context holds the prompt again, as after _eval
+        finally:
             llm._ctx.kv_cache_seq_rm(-1, base, -1)
             llm.n_tokens = base
         return normalise_logprobs(out)
