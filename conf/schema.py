@@ -489,6 +489,8 @@ class LLMConfig:
     """``local``: score a choice among n options in the n cyclic rotations of its listing and average the
     log-probabilities, so that no option wins by where it is listed (on in ``llm=local``: SmolLM2 otherwise
     answers the first listed option every time)."""
+    flash_attn: bool = True
+    """``local``: llama.cpp's flash attention (about 12% faster prompts on 2 CPU cores)."""
     cache: bool = True
     """Keep answers in an on-disk cache (a warm rerun makes zero calls)."""
     cache_dir: str | None = None

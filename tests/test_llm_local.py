@@ -204,3 +204,56 @@ def test_an_object_of_enums_scores_each_field_on_its_own(backend: ReliableBacken
     both = ask(["a", "b"])
     assert set(both) == {"a", "b"} and all(1 <= v <= 9 for v in both.values())
     assert ask(["b"])["b"] == both["b"]
+
+
+def test_multi_token_choices_score_as_constrained_decoding(backend: ReliableBackend) -> None:
+    """The trie scoring equals token-by-token decoding restricted to the choices (renormalised at each token),
+    computed here the slow way: every prefix evaluated from scratch."""
+    inner = backend.inner  # type: ignore[attr-defined]
+    places = ("Willow Cafe:dining area", "Willow Cafe:kitchen", "Oak Library:reading room", "Maple Row:Ortiz home")
+    req = LLMRequest(kind="choose_place", system=SYSTEM, user="Where do you paint this morning?", choices=places)
+    tokens = inner.prompt_tokens(req)
+    got = inner.choice_logprobs(tokens, places)
+    seqs = {c: inner._tokens_of(c) for c in places}
+    expected = {}
+    for c in places:
+        total = 0.0
+        for d in range(len(seqs[c])):
+            rivals = {seqs[o][d] for o in places if seqs[o][:d] == seqs[c][:d]}
+            if len(rivals) == 1:
+                continue  # forced: the prefix names one choice (or all rivals share this token)
+            logits = inner._eval(tokens + seqs[c][:d])
+            row = logits.astype(float) - float(logits.max())
+            allowed = sorted(rivals)
+            norm = math.log(sum(math.exp(row[t]) for t in allowed))
+            total += row[seqs[c][d]] - norm
+        expected[c] = total
+    z = math.log(sum(math.exp(v) for v in expected.values()))
+    for c in places:
+        assert math.isclose(got[c], expected[c] - z, abs_tol=1e-3), (c, got, expected)
+
+
+def test_permuted_options_do_not_depend_on_the_listing_order(tmp_path: Path) -> None:
+    """With llm.permute_options the answer and its log-probabilities are the same whichever rotation of the listing
+    the prompt has (each option is scored once in each position), and the tokens of every rotation are counted."""
+    cfg = LLMConfig(backend="local", n_ctx=1024, n_threads=1, permute_options=True, cache=False)
+    b = make_backend(cfg, cache_dir=tmp_path)
+    try:
+        assert b.name == "local+permute"
+
+        def ask(order: tuple[str, ...]) -> tuple[str | None, dict[str, float] | None]:
+            user = (
+                "It is 11:00. You are at the cafe; Ben is next to you.\n"
+                f"Possible actions: {'; '.join(order)}\nWhat do you do now? Answer with one word: {', '.join(order)}"
+            )
+            r = b.complete(LLMRequest(kind="decide", system=SYSTEM, user=user, choices=order, want_logprobs=True))
+            return r.choice, r.choice_logprobs
+
+        first, lp1 = ask(("task", "chat", "research"))
+        second, lp2 = ask(("research", "task", "chat"))
+        assert first == second and lp1 is not None and lp2 is not None
+        assert b.usage.calls == 2 and b.usage.prompt_tokens > 2 * 3 * 60  # three rotations of ~70+ tokens, twice
+        for k in lp1:
+            assert math.isclose(lp1[k], lp2[k], abs_tol=1e-3)
+    finally:
+        b.close()

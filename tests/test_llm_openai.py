@@ -98,7 +98,7 @@ def test_choices_schema_and_logprobs(server: LoopbackServer) -> None:
     backend.close()
 
 
-def test_json_object_mode_sends_the_schema_like_llamacpp(server: LoopbackServer) -> None:
+def test_json_object_mode_sends_the_schema_in_the_prompt(server: LoopbackServer) -> None:  # e.g. deepseek
     backend = backend_for(server, structured="json_object")
     params = backend.inner.params(LLMRequest(kind="plan", system="s", user="u", schema=PLAN_SCHEMA))  # type: ignore[attr-defined]
     assert params["response_format"] == {"type": "json_object", "schema": PLAN_SCHEMA}
@@ -343,3 +343,11 @@ def test_command_line_server() -> None:
         proc.send_signal(signal.SIGINT)  # with the client's keep-alive connection still open
         out, _ = proc.communicate(timeout=10)
     assert json.loads(out.strip().splitlines()[-1])["injected"] == {"http_503": 1}
+
+
+def test_llamacpp_preset_keeps_the_schema_out_of_the_prompt() -> None:
+    """llama-server reads ``response_format: json_schema``: the schema is sent there, not pasted into the prompt."""
+    from agents.llm.factory import resolve
+
+    cfg = resolve(LLMConfig(backend="openai", preset="llamacpp"))
+    assert cfg.structured == "json_schema"

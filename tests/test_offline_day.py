@@ -139,3 +139,18 @@ def test_bench_generative_on_the_real_local_model() -> None:
 
 def test_make_backend_scripted_is_not_a_model() -> None:  # the bench names what answered
     assert make_backend(LLMConfig(backend="scripted")).name == "scripted"
+
+
+def test_no_model_call_without_a_choice_and_idle_people_are_rated_by_rule() -> None:
+    """A decision with one option left (the mask) is taken without asking; someone idle is poignancy 1 without
+    asking (as the original's generate_poig_score); both are still recorded."""
+    rec = Recorder()
+    s = society(rec, n=6)
+    records = [s.step() for _ in range(24)]
+    asked = [r for batch in rec.batches for r in batch]
+    assert all(len(r.choices) > 1 for r in asked if r.kind == "decide")
+    assert not any(" is idle" in r.user for r in asked if r.kind == "poignancy")
+    decided = [d for rec_ in records for d in (a.get("decided") for a in rec_["agents"].values()) if d]
+    assert any(len(d["options"]) == 1 for d in decided)  # taken without a request, still recorded
+    idle = [m for a in s.agents for m in a.memory.of_kind("event") if " is idle" in m.description]
+    assert idle and all(m.poignancy == 1.0 for m in idle)

@@ -108,6 +108,7 @@ def make_backend(cfg: LLMConfig, cache_dir: str | os.PathLike[str] | None = None
             calibrate=cfg.calibrate,
             shuffle_options=cfg.shuffle_options,
             permute_options=cfg.permute_options,
+            flash_attn=cfg.flash_attn,
         )
     else:  # LLMConfig.__post_init__ already rejects it; kept for direct callers
         raise ValueError(f"config: llm.backend: {cfg.backend!r} is unknown. Fix: use scripted, openai or local")

@@ -107,6 +107,8 @@ class LocalBackend:
         shuffle_options: list the choices in a random (deterministic) order (``llm.shuffle_options``).
         permute_options: average the choice log-probabilities over the cyclic rotations of the listing
             (``llm.permute_options``).
+        flash_attn: llama.cpp's flash attention (``llm.flash_attn``): 12% faster on SmolLM2 here (40 requests
+            of a day: 45.3 → 39.9 s, twice); its sums differ in the last bits, so a rare near-tie can flip.
     """
 
     name = "local"
@@ -123,6 +125,7 @@ class LocalBackend:
         calibrate: bool = False,
         shuffle_options: bool = False,
         permute_options: bool = False,
+        flash_attn: bool = True,
     ) -> None:
         try:
             import llama_cpp
@@ -147,6 +150,7 @@ class LocalBackend:
             n_threads_batch=n_threads,
             logits_all=False,
             seed=seed,
+            flash_attn=flash_attn,
             verbose=False,
         )
         self._n_vocab = self._llm.n_vocab()

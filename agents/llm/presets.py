@@ -57,11 +57,13 @@ PRESETS: dict[str, Preset] = {
         embed_model="nomic-embed-text",
     ),
     "vllm": Preset(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen2.5-0.5B-Instruct", api_key_env=None),
+    # llama.cpp's llama-server reads response_format json_schema (it builds a grammar from the schema): the
+    # schema then stays out of the prompt, which json_object mode pasted into every request (~400 tokens).
     "llamacpp": Preset(
         base_url="http://127.0.0.1:8080/v1",
         model="local",
         api_key_env=None,
-        structured="json_object",
+        structured="json_schema",
         embed_model=None,
     ),
     # The loopback server of agents.testing.loopback (tests, benchmarks, fault injection).

@@ -407,6 +407,7 @@ class ReliableBackend:
 
     def _call_inner(self, request: LLMRequest) -> RawAnswer:
         estimate = self._book(request)
+        t0 = time.perf_counter()
         try:
             raw = self.inner.call(request)
         except LLMFault as fault:
@@ -419,11 +420,12 @@ class ReliableBackend:
         finally:
             self.usage.release(estimate)
         self._note(None)
-        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind)
+        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind, time.perf_counter() - t0)
         return raw
 
     async def _acall_inner(self, request: LLMRequest) -> RawAnswer:
         estimate = self._book(request)
+        t0 = time.perf_counter()
         try:
             raw = await self.inner.acall(request)
         except LLMFault as fault:
@@ -436,7 +438,7 @@ class ReliableBackend:
         finally:
             self.usage.release(estimate)
         self._note(None)
-        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind)
+        self.usage.add_call(raw.prompt_tokens, raw.completion_tokens, request.kind, time.perf_counter() - t0)
         return raw
 
     def _estimate_usd(self, request: LLMRequest) -> float:

@@ -70,6 +70,9 @@ class UsageMeter:
     fallbacks_by_fault: Counter[str] = field(default_factory=Counter)
     requests_by_kind: Counter[str] = field(default_factory=Counter)
     tokens_by_kind: Counter[str] = field(default_factory=Counter)
+    seconds_by_kind: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of the calls by cognition step (concurrent calls overlap; not in :meth:`report`: a measurement
+    of this process, read by ``scripts/bench_generative.py``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _cap_warned: bool = field(default=False, repr=False, compare=False)
     _reserved: float = field(default=0.0, repr=False, compare=False)
@@ -131,13 +134,16 @@ class UsageMeter:
             self.requests += 1
             self.requests_by_kind[kind] += 1
 
-    def add_call(self, prompt_tokens: int, completion_tokens: int, kind: str | None = None) -> None:
+    def add_call(
+        self, prompt_tokens: int, completion_tokens: int, kind: str | None = None, seconds: float = 0.0
+    ) -> None:
         with self._lock:
             self.calls += 1
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
             if kind is not None:
                 self.tokens_by_kind[kind] += prompt_tokens + completion_tokens
+                self.seconds_by_kind[kind] = self.seconds_by_kind.get(kind, 0.0) + seconds
 
     def add_fault(self, kind: str, *, called: bool = True) -> None:
         with self._lock:

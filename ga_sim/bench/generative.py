@@ -5,7 +5,8 @@
 by default), or any other (``llm=openai llm.preset=llamacpp llm.concurrency=4`` for a llama.cpp
 server with parallel slots), and prints ONE JSON line:
 
-- ``wall_s``, ``s_per_step``, and per persona-day: requests and tokens by kind of request;
+- ``wall_s``, ``s_per_step``, and per persona-day: requests, tokens and seconds of calls by kind of request
+  (``seconds_by_kind``: the whole run's, largest first);
 - cache hits, KV-prefix restores (``local``), retries, faults and fallbacks by fault kind, and the
   fallback rate;
 - sense: the wake-up hours chosen, the share of plan items and decomposed steps dropped as
@@ -22,8 +23,10 @@ from __future__ import annotations
 import collections
 import os
 import platform
+import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 STEPS_PER_HOUR = 6
@@ -81,7 +84,9 @@ def run(
         max_cycles=10**9, stride=10, start=start, obs_mode="dict", action_mode="rich", text_obs=True,
         max_agents=personas,
     )  # fmt: skip
-    llm = make_backend(cfg.llm)
+    # A fresh answer cache: a rerun must not reuse the answers of an earlier run (hits within the run count).
+    cache_dir = tempfile.mkdtemp(prefix="bench_generative_cache_")
+    llm = make_backend(cfg.llm, cache_dir=cache_dir)
     society = GenerativeSociety(
         env,
         llm,
@@ -108,9 +113,11 @@ def run(
                 )
         wall = time.perf_counter() - t0
         report = llm.usage.report()
+        seconds = dict(llm.usage.seconds_by_kind)
         prefix_hits = int(getattr(getattr(llm, "inner", None), "prefix_hits", 0))
     finally:
         llm.close()
+        shutil.rmtree(cache_dir, ignore_errors=True)
     n = len(society.agents)
     persona_days = n * steps / (24 * STEPS_PER_HOUR)
     return {
@@ -128,7 +135,9 @@ def run(
         "per_persona_day": {
             "requests": _per(report["requests_by_kind"], persona_days),
             "tokens": _per(report["tokens_by_kind"], persona_days),
+            "seconds": _per(seconds, persona_days),
         },
+        "seconds_by_kind": {k: round(v, 1) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])},
         "requests": report["requests"],
         "calls": report["calls"],
         "prompt_tokens": report["prompt_tokens"],
@@ -165,7 +174,7 @@ def hosted_costs(report: dict[str, Any], persona_days: float, personas: int) -> 
     return out
 
 
-def _per(counts: dict[str, int], persona_days: float) -> dict[str, float]:
+def _per(counts: Mapping[str, float], persona_days: float) -> dict[str, float]:
     return {k: round(v / max(persona_days, 1e-9), 1) for k, v in sorted(counts.items())}
 
 
