@@ -397,8 +397,8 @@ class LocalBackend:
             context.extend(self._tokens_of(text))
             out.append(text)
 
-        def pick(texts: list[str]) -> str:
-            logp = self.choice_logprobs(context, texts)
+        def pick(texts: list[str], numbers: bool = False) -> str:
+            logp = self.choice_logprobs(context, texts, whole=numbers)
             seed = None if request.temperature == 0 else int(rng.integers(2**31))
             chosen = sample_choice(logp, request.temperature, seed)
             budget[0] -= len(self._tokens_of(chosen))
@@ -406,7 +406,7 @@ class LocalBackend:
 
         def value(schema: Mapping[str, Any]) -> None:
             if "enum" in schema:
-                emit(pick([json.dumps(v, ensure_ascii=False) for v in schema["enum"]]))
+                emit(pick([json.dumps(v, ensure_ascii=False) for v in schema["enum"]], _numeric(schema)))
             elif schema.get("type") == "boolean":
                 emit(pick(["true", "false"]))
             elif schema.get("type") == "object" and context == tokens and _flat_enums(schema):
@@ -419,7 +419,7 @@ class LocalBackend:
                     texts = [json.dumps(v, ensure_ascii=False) for v in props[key]["enum"]]
                     del context[len(tokens) :]
                     context.extend(self._tokens_of(head))
-                    parts.append(json.dumps(key, ensure_ascii=False) + ": " + pick(texts))
+                    parts.append(json.dumps(key, ensure_ascii=False) + ": " + pick(texts, _numeric(props[key])))
                 del context[len(tokens) :]
                 emit("{" + ", ".join(parts) + "}")
             elif schema.get("type") == "object":
@@ -481,7 +481,7 @@ class LocalBackend:
         """
         return self.choice_logprobs(self._checked_tokens(request), request.choices)
 
-    def choice_logprobs(self, tokens: list[int], choices: Sequence[str]) -> dict[str, float]:
+    def choice_logprobs(self, tokens: list[int], choices: Sequence[str], *, whole: bool = False) -> dict[str, float]:
         """Log-probabilities of each choice as the answer to ``tokens``: those of decoding constrained to the choices.
 
         Token by token, the model's next-token distribution restricted to the tokens that continue some choice
@@ -490,12 +490,14 @@ class LocalBackend:
         the model is evaluated only where choices part (a token trie's branching nodes): the prompt's logits
         give the first token; ``"Willow Cafe:kitchen"`` against ``"Willow Cafe:dining area"`` costs one more
         decode after ``"Willow Cafe:"`` and ten plan activities with different first words none. When one choice
-        is a prefix of another (their end cannot be told from the next token), every choice is scored by its
-        full sequence instead (the sum of its tokens' log-probabilities), renormalised over the choices.
+        is a prefix of another (their end cannot be told from the next token), or with ``whole`` (numbers: the
+        first digit ``1`` of ``10`` and ``11`` would get the mass of every number starting with 1, and 21 of 25
+        personas woke at 10), every choice is scored by its full sequence instead (the sum of its tokens'
+        log-probabilities), renormalised over the choices.
         """
         first = _log_softmax(self._eval(tokens))
         seqs = {c: self._tokens_of(c) for c in choices}
-        if any(
+        if whole or any(
             a != b and len(seqs[a]) < len(seqs[b]) and seqs[b][: len(seqs[a])] == seqs[a] for a in seqs for b in seqs
         ):
             return self._sequence_logprobs(tokens, first, seqs)
@@ -657,6 +659,12 @@ def guidable(schema: Mapping[str, Any]) -> bool:
         items = schema.get("items")
         return isinstance(items, Mapping) and guidable(items)
     return kind in ("string", "boolean")
+
+
+def _numeric(schema: Mapping[str, Any]) -> bool:
+    """An enum of numbers (scored by whole sequences: see :meth:`LocalBackend.choice_logprobs`)."""
+    values = schema.get("enum") or []
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def _flat_enums(schema: Mapping[str, Any]) -> bool:
