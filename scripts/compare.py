@@ -1,18 +1,19 @@
-"""GRPO (ours, NumPy) vs Stable-Baselines3 PPO on the town, at equal env steps and the same seeds.
+"""Our GRPO against other MARL learners on the town: learning curves, seeds, CIs, equal tuning budgets.
 
 Usage::
 
-    python scripts/compare.py +experiment=artists [--seeds 0 1 2] [--json] [--out DIR] [-- PPO options]
+    python scripts/compare.py +experiment=artists [--methods grpo maskable_ppo ippo mappo rllib_ppo]
+        [--seeds 0 1 2 3 4] [--tune-lrs 3e-4 1e-3 3e-3 --tune-seed 100] [--jobs 1]
+        [--plot docs/compare_artists.png] [--json] [--out DIR] [-- METHOD:OPTION ...]
 
-For each trainer seed it runs ``trainers.grpo.train`` in this process and
-``scripts/train_sb3_ppo.py`` in a child process (torch stays out of the GRPO process), with the
-same Hydra overrides, so both see the same town, the same number of town steps and the same
-evaluation. Prints one table: final mean return per agent per group (mean ± 95% CI over the
-seeds) for GRPO, PPO and the baselines, env steps and wall time; with ``--json``, one JSON line
-instead (the benchmark figure). The comparison itself is :mod:`trainers.compare`; this file only
-parses the command line.
+Every method runs per seed in a child process with the same Hydra overrides (same town, same budget in
+town steps, same evaluation on the same fresh seeds). Prints the tables (final returns per group and
+overall with the simple baselines, steps to 90% of the final return, wall time), or one JSON line with
+``--json``; writes ``compare.json`` and ``compare.png`` (the learning curves) into ``--out``. The
+comparison itself is :mod:`trainers.compare`; this file only parses the command line.
 
-Extra options after ``--`` go to ``train_sb3_ppo.py`` (e.g. ``-- --learning-rate 3e-4``).
+Options after ``--`` go to one method's command line, prefixed by its name (e.g.
+``-- maskable_ppo:--n-epochs maskable_ppo:2``).
 """
 
 from __future__ import annotations
@@ -27,25 +28,52 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainers.compare import run
+from trainers.compare import METHODS, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run both trainers per seed, print the table or one JSON line; returns the exit code."""
+    """Entry point: run every method per seed, print the tables or one JSON line; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
+    rest: list[str] = []
     if "--" in argv:
         k = argv.index("--")
-        argv, extra = argv[:k], argv[k + 1 :]
+        argv, rest = argv[:k], argv[k + 1 :]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +experiment=artists trainer.iterations=10")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer seeds (trainer.seed)")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="trainer seeds (trainer.seed)")
+    parser.add_argument("--tune-lrs", type=float, nargs="*", default=[], help="learning rates tried per method")
+    parser.add_argument("--tune-seed", type=int, default=100, help="the seed the tuning runs on (not in --seeds)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (1: wall times do not compete)")
+    parser.add_argument("--plot", type=Path, default=None, help="also save the curves' PNG there")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default outputs/compare/<time>)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
     args = parser.parse_args(argv)
     if any(o.split("=")[0].lstrip("+") == "trainer.seed" for o in args.overrides):
         parser.error("overrides: trainer.seed is set by --seeds. Fix: use --seeds 0 1 2")
-    return run(args.overrides, args.seeds, args.out, extra, as_json=args.json)
+    if args.jobs < 1:
+        parser.error("--jobs: must be >= 1. Fix: 1 runs one after the other")
+    extra: dict[str, list[str]] = {}
+    for item in rest:
+        method, sep, option = item.partition(":")
+        if not sep or method not in METHODS:
+            parser.error(f"{item!r}: options after -- are METHOD:OPTION. Fix: e.g. maskable_ppo:--n-epochs")
+        extra.setdefault(method, []).append(option)
+    try:
+        return run(
+            args.overrides,
+            args.seeds,
+            args.out,
+            extra,
+            methods=args.methods,
+            tune_lrs=args.tune_lrs,
+            tune_seed=args.tune_seed,
+            jobs=args.jobs,
+            plot_path=args.plot,
+            as_json=args.json,
+        )
+    except ValueError as e:
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

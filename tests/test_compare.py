@@ -1,4 +1,4 @@
-"""``scripts/compare.py``: GRPO vs SB3 PPO with tiny budgets (the CI smoke test of the benchmark)."""
+"""``scripts/compare.py``: every MARL method against GRPO with tiny budgets (the CI smoke test of the benchmark)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from scripts.compare import main
 from trainers import compare
 
-pytest.importorskip("supersuit")
-pytest.importorskip("stable_baselines3")
+pytest.importorskip("sb3_contrib")
+pytest.importorskip("torchrl")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare.py"
 TINY = [
@@ -23,55 +23,72 @@ TINY = [
     "trainer.group_size=2",
     "env.max_cycles=12",
     "trainer.eval_episodes=2",
-    "trainer.eval_every=0",
+    "trainer.eval_every=1",
 ]
 
 
-def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *TINY, *args], capture_output=True, text=True, check=False, cwd=tmp_path
-    )
-
-
-def test_compare_json_line(tmp_path: Path) -> None:
-    done = _run(tmp_path, "--seeds", "0", "1", "--out", str(tmp_path / "cmp"), "--json", "--", "--n-epochs", "2")
-    assert done.returncode == 0, done.stderr
+def test_compare_json_line_with_curves_and_tuning(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(SCRIPT), *TINY, "--methods", "grpo", "maskable_ppo", "mappo", "--seeds", "0", "1"]
+    cmd += ["--tune-lrs", "1e-3", "3e-3", "--out", str(tmp_path / "cmp"), "--json"]
+    cmd += ["--", "maskable_ppo:--n-epochs", "maskable_ppo:2", "mappo:--n-epochs", "mappo:2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1  # one JSON line, nothing else on stdout
     summary = json.loads(lines[0])
-    assert summary["benchmark"] == "grpo_vs_sb3_ppo" and summary["experiment"] == "artists"
-    assert summary["seeds"] == [0, 1] and summary["groups"] == ["artist_collective", "residents"]
-    # Equal budgets: 2 iterations x 2 rollouts x 12 steps of the town for both learners.
-    assert summary["algorithms"]["grpo"]["env_steps"] == summary["algorithms"]["ppo"]["env_steps"] == 48
-    for algo in summary["algorithms"].values():
-        assert 0 < algo["train_s"] <= algo["total_s"]
-    for kind in ("grpo", "ppo", "random", "scripted", "chat", "heuristic"):
-        for group in summary["groups"]:
+    assert summary["benchmark"] == "marl_methods" and summary["seeds"] == [0, 1]
+    assert summary["groups"] == ["artist_collective", "residents"]
+    # Equal budgets: 2 iterations x 2 days x 12 steps of the town for every learner.
+    assert {a["env_steps"] for a in summary["algorithms"].values()} == {48}
+    # The same curve points (every iteration) and the endpoint for every method.
+    for m in ("grpo", "maskable_ppo", "mappo"):
+        assert [p["env_steps"] for p in summary["curves"][m]] == [24, 48]
+        assert summary["algorithms"][m]["steps_to_90"]["mean"] in (24.0, 36.0, 48.0)
+        assert 0 < summary["algorithms"][m]["train_s"]["mean"]
+    for kind in ("grpo", "maskable_ppo", "mappo", *compare.BASELINES):
+        for group in [*summary["groups"], "overall"]:
             cell = summary["returns"][kind][group]
             assert np.isfinite(cell["mean"]) and cell["std"] >= 0 and cell["ci95"] >= 0
-    # The mean ± std come from the per-seed evaluations written by each run.
-    per_seed = [json.loads((tmp_path / "cmp" / f"ppo_seed{s}" / "eval.json").read_text()) for s in (0, 1)]
-    assert all(r["ppo"]["n_epochs"] == 2 and r["env_steps"] == 48 for r in per_seed)
-    values = [r["returns"]["trained"]["residents"] for r in per_seed]
-    assert summary["returns"]["ppo"]["residents"]["mean"] == pytest.approx(np.mean(values))
-    assert summary["returns"]["ppo"]["residents"]["std"] == pytest.approx(np.std(values))
+    # Tuning: every method got the same grid on seed 100, its best value was used for the seeds.
+    tuning = summary["tuning"]
+    assert tuning["seed"] == 100 and tuning["lrs"] == [1e-3, 3e-3]
+    for m in ("grpo", "maskable_ppo", "mappo"):
+        assert set(tuning["tried"][m]) == {"0.001", "0.003"}
+        best = max(tuning["tried"][m], key=tuning["tried"][m].get)
+        assert tuning["chosen"][m] == float(best)
+    ppo = [json.loads((tmp_path / "cmp" / f"maskable_ppo_seed{s}" / "eval.json").read_text()) for s in (0, 1)]
+    assert all(r["ppo"]["n_epochs"] == 2 and r["ppo"]["learning_rate"] == tuning["chosen"]["maskable_ppo"] for r in ppo)
+    values = [r["returns"]["trained"]["residents"] for r in ppo]
+    assert summary["returns"]["maskable_ppo"]["residents"]["mean"] == pytest.approx(np.mean(values))
     grpo = [json.loads((tmp_path / "cmp" / f"grpo_seed{s}" / "eval.json").read_text()) for s in (0, 1)]
-    assert [g["eval_seeds"] for g in grpo] == [r["eval_seeds"] for r in per_seed]  # same evaluation seeds
+    assert [g["eval_seeds"] for g in grpo] == [r["eval_seeds"] for r in ppo]  # same evaluation seeds
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text()) == summary
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
 
 
-def test_table_and_seed_override_error(capsys: pytest.CaptureFixture[str]) -> None:
-    cell = {"mean": 12.25, "std": 0.4, "ci95": 0.5}
-    summary = {
-        "seeds": [0, 1, 2],
-        "groups": ["artist_collective"],
-        "returns": {k: {"artist_collective": cell} for k in compare.KINDS},
-        "algorithms": {"grpo": {"env_steps": 48, "train_s": 1.0, "total_s": 2.0}},
+def test_steps_to_90_and_table() -> None:
+    run = {
+        "curve": [{"env_steps": 10, "returns": {"a": 1.0}}, {"env_steps": 20, "returns": {"a": 9.5}}],
+        "returns": {"ippo": {"a": 10.0}},
+        "env_steps": 30,
+        "train_s": 1.5,
+        "total_s": 2.0,
     }
-    text = compare.table(summary, "artists")
-    assert "| group | grpo | ppo | random | scripted | chat | heuristic |" in text
-    assert "| artist_collective | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 | 12.2 ± 0.5 |" in text
-    assert "| grpo | 48 | 1.0 | 2.0 |" in text
+    assert compare.steps_to_90(run, "ippo") == 20.0
+    assert compare.seed_curve(run, "ippo") == {10: 1.0, 20: 9.5, 30: 10.0}
+    summary = compare.summarise({"ippo": [run, run]}, [0, 1])
+    assert summary["curves"]["ippo"][-1] == {"env_steps": 30, "mean": 10.0, "std": 0.0, "ci95": 0.0}
+    text = compare.table(summary, "x")
+    assert "| a | 10.00 ± 0.00 |" in text and "| ippo | 30 | 20 ± 0 | 1.5 ± 0.0 | default |" in text
+
+
+def test_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([*TINY, "trainer.seed=1"])
     assert "trainer.seed is set by --seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*TINY, "--tune-lrs", "1e-3", "--tune-seed", "0", "--seeds", "0"])
+    assert "--tune-seed 0 is among --seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*TINY, "--", "n-epochs"])
+    assert "METHOD:OPTION" in capsys.readouterr().err

@@ -1,89 +1,124 @@
-"""GRPO (ours, NumPy) vs Stable-Baselines3 PPO on the town, at equal env steps and the same seeds.
+"""Our GRPO against other MARL learners on the town, fairly: learning curves, seeds, CIs, equal tuning budgets.
 
-The command line is ``scripts/compare.py`` (``python scripts/compare.py +experiment=artists
-[--seeds 0 1 2] [--json] [--out DIR] [-- PPO options]``); this module is what it calls (:func:`run`).
+The command line is ``scripts/compare.py`` (``python scripts/compare.py +experiment=artists [--methods ...]
+[--seeds 0 1 2 3 4] [--tune-lrs 3e-4 1e-3 3e-3] [--plot docs/compare_artists.png] [--json]``); this module is
+what it calls (:func:`run`).
 
-For each trainer seed it runs ``trainers.grpo.train`` in this process and
-``scripts/train_sb3_ppo.py`` in a child process (torch stays out of the GRPO process), with the
-same Hydra overrides, so both see the same town (``cfg.env.make()``), the same number of town
-steps (``trainer.iterations x group_size x max_cycles``; each town step moves all N personas) and
-the same evaluation (``trainers.evaluate.evaluate`` on the same fresh seeds). The random and
-scripted baselines come from GRPO's ``eval.json`` (same seeds). Runs go one after the other so
-that their wall times do not compete for the cores.
+Methods (:data:`METHODS`), each its own command line run in a child process with the same Hydra overrides, so
+that all see the same town (``cfg.env.make()``), the same budget in town steps (``trainer.iterations x
+group_size x max_cycles``; a town step moves all N personas) and the same evaluation (``trainers.evaluate`` of
+the policy sampled under the action mask, on the same fresh seeds: a curve point every ``trainer.eval_every``
+iterations on GRPO's curve seeds, the endpoint on GRPO's final seeds):
 
-Prints one table: final mean return per agent per group (mean ± 95% CI over the seeds) for GRPO,
-PPO and the baselines (random, scripted, chat, heuristic), env steps and wall time; with ``--json``, one JSON line instead (the
-benchmark figure). Wall time ``train_s`` is training only (GRPO: the sum of its iterations,
-without the periodic evaluations; PPO: ``model.learn``); ``total_s`` is the whole run including
-start-up and evaluation.
+- ``grpo``: ours (NumPy, one MLP per group, group-relative advantages);
+- ``maskable_ppo``: sb3-contrib MaskablePPO, one policy shared by all personas (``scripts/train_sb3_ppo.py``);
+- ``ippo`` / ``mappo``: TorchRL's multi-agent PPO, one actor-critic per group, MAPPO's critic also sees the
+  town's global state (``scripts/train_torchrl.py``);
+- ``rllib_ppo``: RLlib's PPO with one policy per group on a local Ray runtime (``scripts/train_rllib.py``).
 
-Extra options after ``--`` go to ``train_sb3_ppo.py`` (e.g. ``-- --learning-rate 3e-4``).
+The simple baselines (random, scripted, chat, heuristic) come from GRPO's ``eval.json`` (same seeds).
+
+**Tuning.** ``--tune-lrs`` gives every method the same budget: one run per learning rate on the tuning seed
+(``--tune-seed``, not among ``--seeds``), the best mean final return chosen, then the seeds run with it. The
+grid and each method's choice are in ``compare.json``.
+
+**Figures**, per method over the seeds (mean ± 95% CI, Student's t): the final mean return per agent of each
+group, the learning curve (mean over groups) against town steps, the town steps to reach 90% of the run's own
+final return (the first curve point at or above it), and wall time (training only, without the evaluations).
+Runs go one after the other (``--jobs 1``) so that wall times do not compete for the cores.
 """
 
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import datetime as dt
-import io
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
 from conf.compose import compose
 from ga_env.checkpoint import atomic_write_bytes
 from trainers.evaluate import mean_ci
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS: dict[str, tuple[list[str], str]] = {
+    "grpo": ([], "trainer.lr"),
+    "maskable_ppo": ([str(ROOT / "scripts" / "train_sb3_ppo.py")], "--learning-rate"),
+    "ippo": ([str(ROOT / "scripts" / "train_torchrl.py"), "--algorithm", "ippo"], "--learning-rate"),
+    "mappo": ([str(ROOT / "scripts" / "train_torchrl.py"), "--algorithm", "mappo"], "--learning-rate"),
+    "rllib_ppo": ([str(ROOT / "scripts" / "train_rllib.py")], "--lr"),
+}
+"""Each method's command (after ``python``) and how its learning rate is set (a Hydra key or a flag)."""
+BASELINES = ("random", "scripted", "chat", "heuristic")
+KINDS = (*METHODS, *BASELINES)
+
+_GRPO_CHILD = """
+import contextlib, io, json, sys
+from omegaconf import OmegaConf
+from conf.compose import compose
 from trainers.grpo import train
+overrides, out = json.loads(sys.argv[1]), sys.argv[2]
+cfg = compose(overrides)
+with contextlib.redirect_stdout(io.StringIO()):
+    train(cfg, __import__("pathlib").Path(out), OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+"""
 
-PPO_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_sb3_ppo.py"
-"""The PPO command line, run in a child process so that torch stays out of the GRPO process."""
-KINDS = ("grpo", "ppo", "random", "scripted", "chat", "heuristic")
+
+def _child(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"compare: {' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return done
 
 
-def run_grpo(overrides: Sequence[str], out_dir: Path) -> dict[str, Any]:
-    """One GRPO run (quiet); returns returns per kind, env steps and times.
+def run_grpo(overrides: Sequence[str], out_dir: Path, lr: float | None = None) -> dict[str, Any]:
+    """One GRPO run in a child process; its final returns (and the baselines'), curve, env steps and times."""
+    import time
 
-    Raises:
-        ConfigError: the overrides do not compose.
-    """
-    cfg = compose(overrides)
+    overrides = [*overrides, *([f"trainer.lr={lr}"] if lr is not None else [])]
     t0 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # the progress bar and GRPO's own table
-        report = train(cfg, out_dir, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    _child([sys.executable, "-c", _GRPO_CHILD, json.dumps(list(overrides)), str(out_dir)])
     total = time.perf_counter() - t0
+    report = json.loads((out_dir / "eval.json").read_text())
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    cfg = compose(overrides)
     tc = cfg.trainer
+    per_iteration = tc.group_size * cfg.env.max_cycles
+    groups = list(report["returns"]["trained"])
+    curve = [
+        {"env_steps": r["iteration"] * per_iteration, "returns": {g: r[f"eval/{g}/trained"] for g in groups}}
+        for r in rows
+        if f"eval/{groups[0]}/trained" in r
+    ]
     return {
         "experiment": cfg.experiment,
-        "returns": {
-            "grpo": report["returns"]["trained"],
-            "random": report["returns"]["random"],
-            "scripted": report["returns"]["scripted"],
-            "chat": report["returns"]["chat"],
-            "heuristic": report["returns"]["heuristic"],
-        },
+        "returns": {"grpo": report["returns"]["trained"], **{k: report["returns"][k] for k in BASELINES}},
+        "curve": curve,
         "eval_seeds": report["eval_seeds"],
-        "env_steps": tc.iterations * tc.group_size * cfg.env.max_cycles,
+        "env_steps": tc.iterations * per_iteration,
         "train_s": float(sum(r["charts/iteration_seconds"] for r in rows)),
         "total_s": total,
     }
 
 
-def run_ppo(overrides: Sequence[str], out_dir: Path, extra: Sequence[str]) -> dict[str, Any]:
-    """One SB3 PPO run in a child process (``train_sb3_ppo.py --json``)."""
-    cmd = [sys.executable, str(PPO_SCRIPT), *overrides, "--out", str(out_dir), "--json", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"compare: {' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+def run_method(
+    method: str, overrides: Sequence[str], out_dir: Path, extra: Sequence[str] = (), lr: float | None = None
+) -> dict[str, Any]:
+    """One run of ``method`` (a child process); the same fields as :func:`run_grpo` (its own returns only)."""
+    if method == "grpo":
+        return run_grpo(overrides, out_dir, lr)
+    cmd, lr_flag = METHODS[method]
+    lr_args = [lr_flag, str(lr)] if lr is not None else []
+    done = _child([sys.executable, *cmd, *overrides, *lr_args, "--out", str(out_dir), "--json", *extra])
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return {
-        "returns": {"ppo": report["returns"]["trained"]},
+        "returns": {method: report["returns"]["trained"]},
+        "curve": report.get("curve", []),
         "eval_seeds": report["eval_seeds"],
         "env_steps": report["env_steps"],
         "train_s": report["train_seconds"],
@@ -91,55 +126,116 @@ def run_ppo(overrides: Sequence[str], out_dir: Path, extra: Sequence[str]) -> di
     }
 
 
+def overall(returns: dict[str, float]) -> float:
+    """One number per run: the mean over groups of the mean return per agent."""
+    return float(np.mean(list(returns.values())))
+
+
+def seed_curve(run: dict[str, Any], method: str) -> dict[int, float]:
+    """``{town steps: mean return over groups}`` of one run: its curve points and its endpoint."""
+    points = {int(p["env_steps"]): overall(p["returns"]) for p in run["curve"]}
+    points[int(run["env_steps"])] = overall(run["returns"][method])
+    return dict(sorted(points.items()))
+
+
+def steps_to_90(run: dict[str, Any], method: str) -> float:
+    """Town steps of the first curve point (the endpoint included) at or above 90% of the run's final return."""
+    points = seed_curve(run, method)
+    final = points[int(run["env_steps"])]
+    return float(next(s for s, v in points.items() if v >= 0.9 * final))
+
+
+def _cell(values: Sequence[float]) -> dict[str, float]:
+    mean, ci = mean_ci(values)
+    return {"mean": mean, "std": float(np.std(values)), "ci95": ci}
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> dict[str, Any]:
-    """Mean, std and 95% CI half-width over seeds of every (kind, group) return; env steps and times."""
-    grpo, ppo = runs["grpo"], runs["ppo"]
-    groups = list(grpo[0]["returns"]["grpo"])
-    per_kind: dict[str, list[dict[str, float]]] = {
-        "grpo": [r["returns"]["grpo"] for r in grpo],
-        "ppo": [r["returns"]["ppo"] for r in ppo],
-        "random": [r["returns"]["random"] for r in grpo],
-        "scripted": [r["returns"]["scripted"] for r in grpo],
-        "chat": [r["returns"]["chat"] for r in grpo],
-        "heuristic": [r["returns"]["heuristic"] for r in grpo],
-    }
-    returns = {
-        kind: {
-            g: {
-                "mean": float(np.mean([v[g] for v in vals])),
-                "std": float(np.std([v[g] for v in vals])),
-                "ci95": mean_ci([v[g] for v in vals])[1],
-            }
-            for g in groups
-        }
-        for kind, vals in per_kind.items()
-    }
-    algos = {
-        name: {
+    """Per method and baseline over the seeds: final returns, curves, steps to 90%, budgets and times."""
+    methods = list(runs)
+    groups = list(runs[methods[0]][0]["returns"][methods[0]])
+    grpo = runs.get("grpo", [])
+    per_kind = {m: [r["returns"][m] for r in runs[m]] for m in methods}
+    if grpo:
+        per_kind.update({k: [r["returns"][k] for r in grpo] for k in BASELINES})
+    returns = {kind: {g: _cell([v[g] for v in vals]) for g in groups} for kind, vals in per_kind.items()}
+    for kind, vals in per_kind.items():
+        returns[kind]["overall"] = _cell([overall(v) for v in vals])
+    curves = {}
+    for m in methods:
+        per_seed = [seed_curve(r, m) for r in runs[m]]
+        steps = sorted(set.intersection(*(set(c) for c in per_seed)))
+        curves[m] = [{"env_steps": st, **_cell([c[st] for c in per_seed])} for st in steps]
+    algorithms = {
+        m: {
             "env_steps": int(np.mean([r["env_steps"] for r in rs])),
-            "train_s": float(np.mean([r["train_s"] for r in rs])),
+            "train_s": _cell([r["train_s"] for r in rs]),
             "total_s": float(np.mean([r["total_s"] for r in rs])),
+            "steps_to_90": _cell([steps_to_90(r, m) for r in rs]),
         }
-        for name, rs in runs.items()
+        for m, rs in runs.items()
     }
-    return {"seeds": list(seeds), "groups": groups, "returns": returns, "algorithms": algos}
+    return {
+        "seeds": list(seeds),
+        "groups": groups,
+        "returns": returns,
+        "curves": curves,
+        "algorithms": algorithms,
+    }
 
 
 def table(summary: dict[str, Any], experiment: str) -> str:
-    """The comparison as a Markdown table."""
+    """The comparison as Markdown tables."""
+    kinds = [k for k in KINDS if k in summary["returns"]]
     lines = [
-        f"GRPO vs SB3 PPO on {experiment}: mean return per agent (mean ± 95% CI over seeds {summary['seeds']})",
+        f"Methods on {experiment}: mean return per agent at the end of training (mean ± 95% CI over seeds "
+        f"{summary['seeds']})",
         "",
-        "| group | " + " | ".join(KINDS) + " |",
-        "|-|" + "-|" * len(KINDS),
+        "| group | " + " | ".join(kinds) + " |",
+        "|-|" + "-|" * len(kinds),
     ]
-    for g in summary["groups"]:
-        cells = [f"{summary['returns'][k][g]['mean']:.1f} ± {summary['returns'][k][g]['ci95']:.1f}" for k in KINDS]
+    for g in [*summary["groups"], "overall"]:
+        cells = [f"{summary['returns'][k][g]['mean']:.2f} ± {summary['returns'][k][g]['ci95']:.2f}" for k in kinds]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
-    lines += ["", "| algorithm | env steps | train wall time (s) | total wall time (s) |", "|-|-|-|-|"]
+    lines += [
+        "",
+        "| method | town steps | steps to 90% of final | train wall time (s) | lr |",
+        "|-|-|-|-|-|",
+    ]
     for name, a in summary["algorithms"].items():
-        lines.append(f"| {name} | {a['env_steps']} | {a['train_s']:.1f} | {a['total_s']:.1f} |")
+        lr = summary.get("tuning", {}).get("chosen", {}).get(name, "default")
+        lines.append(
+            f"| {name} | {a['env_steps']} | {a['steps_to_90']['mean']:.0f} ± {a['steps_to_90']['ci95']:.0f} | "
+            f"{a['train_s']['mean']:.1f} ± {a['train_s']['ci95']:.1f} | {lr} |"
+        )
     return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path, experiment: str) -> None:
+    """Learning curves (mean over groups, mean ± 95% CI over seeds) with the baselines as lines; a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for m, points in summary["curves"].items():
+        x = np.array([p["env_steps"] for p in points])
+        y = np.array([p["mean"] for p in points])
+        c = np.array([p["ci95"] for p in points])
+        ax.plot(x, y, marker="o", ms=3, label=m)
+        ax.fill_between(x, y - c, y + c, alpha=0.2)
+    for k, style in (("heuristic", "--"), ("random", ":")):
+        if k in summary["returns"]:
+            ax.axhline(summary["returns"][k]["overall"]["mean"], color="grey", ls=style, lw=1, label=k)
+    ax.set_xlabel("town steps (each moves every persona)")
+    ax.set_ylabel("mean return per agent (mean over groups)")
+    ax.set_title(f"{experiment}: learning curves, mean ± 95% CI over seeds {summary['seeds']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def default_out() -> Path:
@@ -147,42 +243,100 @@ def default_out() -> Path:
     return Path("outputs") / "compare" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def tune(
+    methods: Sequence[str],
+    overrides: Sequence[str],
+    lrs: Sequence[float],
+    seed: int,
+    out: Path,
+    extra: dict[str, list[str]],
+    jobs: int,
+) -> dict[str, Any]:
+    """Each method with each learning rate on the tuning seed; the best mean final return is chosen."""
+    jobs_list = [(m, lr) for m in methods for lr in lrs]
+
+    def one(job: tuple[str, float]) -> float:
+        m, lr = job
+        r = run_method(m, [*overrides, f"trainer.seed={seed}"], out / "tuning" / f"{m}_lr{lr}", extra.get(m, []), lr)
+        return overall(r["returns"][m])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        scores = list(pool.map(one, jobs_list))
+    tried = {m: {str(lr): s for (mm, lr), s in zip(jobs_list, scores, strict=True) if mm == m} for m in methods}
+    chosen = {m: float(max(tried[m], key=lambda k: tried[m][k])) for m in methods}
+    return {"seed": seed, "lrs": list(lrs), "tried": tried, "chosen": chosen}
+
+
 def run(
     overrides: Sequence[str],
     seeds: Sequence[int],
     out: Path | None = None,
-    extra: Sequence[str] = (),
+    extra: dict[str, list[str]] | None = None,
     *,
+    methods: Sequence[str] = tuple(METHODS),
+    tune_lrs: Sequence[float] = (),
+    tune_seed: int = 100,
+    jobs: int = 1,
+    plot_path: Path | None = None,
     as_json: bool = False,
 ) -> int:
-    """What ``scripts/compare.py`` does: both trainers per seed, then the table or one JSON line; the exit code.
+    """What ``scripts/compare.py`` does: (tuning,) every method per seed, then the tables or one JSON line.
 
     Args:
-        overrides: Hydra overrides for both trainers (without ``trainer.seed``, which ``seeds`` sets).
-        seeds: trainer seeds; each gets one GRPO and one PPO run, one after the other.
-        out: output folder (None = :func:`default_out`); gets ``grpo_seed<S>/``, ``ppo_seed<S>/``, ``compare.json``.
-        extra: options for ``train_sb3_ppo.py`` (e.g. ``["--learning-rate", "3e-4"]``).
-        as_json: print the summary as one JSON line instead of the table.
+        overrides: Hydra overrides for every method (without ``trainer.seed``, which ``seeds`` sets).
+        seeds: trainer seeds; each method runs once per seed.
+        out: output folder (None = :func:`default_out`); gets ``<method>_seed<S>/``, ``compare.json``, ``compare.png``.
+        extra: per method, options for its command line (e.g. ``{"maskable_ppo": ["--n-epochs", "2"]}``).
+        methods: which of :data:`METHODS`.
+        tune_lrs: learning rates tried per method on ``tune_seed`` (empty = each method's default).
+        jobs: runs at once (1 = one after the other: wall times comparable).
+        plot_path: also save the curves' PNG there (e.g. ``docs/compare_artists.png``).
+        as_json: print the summary as one JSON line instead of the tables.
 
     Raises:
         ConfigError: the overrides do not compose.
-        RuntimeError: the PPO child process failed, or the two were evaluated on different seeds.
+        RuntimeError: a method's child process failed, or two methods were evaluated on different seeds.
     """
     out = out or default_out()
-    runs: dict[str, list[dict[str, Any]]] = {"grpo": [], "ppo": []}
-    for seed in seeds:
-        seed_overrides = [*overrides, f"trainer.seed={seed}"]
-        runs["grpo"].append(run_grpo(seed_overrides, out / f"grpo_seed{seed}"))
-        runs["ppo"].append(run_ppo(seed_overrides, out / f"ppo_seed{seed}", extra))
-        if runs["grpo"][-1]["eval_seeds"] != runs["ppo"][-1]["eval_seeds"]:
-            raise RuntimeError("compare: GRPO and PPO were evaluated on different seeds (a bug: they must match)")
+    extra = extra or {}
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"compare: --methods: {unknown} unknown. Fix: use some of {list(METHODS)}")
+    if tune_seed in seeds and tune_lrs:
+        raise ValueError(f"compare: --tune-seed {tune_seed} is among --seeds. Fix: tune on a seed not evaluated")
+    tuning = tune(methods, overrides, tune_lrs, tune_seed, out, extra, jobs) if tune_lrs else None
+    jobs_list = [(m, s) for s in seeds for m in methods]
+
+    def one(job: tuple[str, int]) -> dict[str, Any]:
+        m, s = job
+        lr = tuning["chosen"][m] if tuning else None
+        return run_method(m, [*overrides, f"trainer.seed={s}"], out / f"{m}_seed{s}", extra.get(m, []), lr)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(pool.map(one, jobs_list))
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for (m, _), r in zip(jobs_list, results, strict=True):
+        runs[m].append(r)
+    for k in range(len(seeds)):
+        if len({tuple(runs[m][k]["eval_seeds"]) for m in methods}) != 1:
+            raise RuntimeError("compare: methods were evaluated on different seeds (a bug: they must match)")
     summary = summarise(runs, seeds)
-    experiment = runs["grpo"][0]["experiment"]
-    summary = {"benchmark": "grpo_vs_sb3_ppo", "experiment": experiment, "overrides": list(overrides), **summary}
-    atomic_write_bytes(out / "compare.json", (json.dumps(summary, indent=2)).encode())
+    experiment = compose(overrides).experiment
+    summary = {
+        "benchmark": "marl_methods",
+        "experiment": experiment,
+        "overrides": list(overrides),
+        **summary,
+        **({"tuning": tuning} if tuning else {}),
+        "jobs": jobs,
+    }
+    atomic_write_bytes(out / "compare.json", json.dumps(summary, indent=2).encode())
+    plot(summary, out / "compare.png", experiment)
+    if plot_path is not None:
+        plot(summary, plot_path, experiment)
     if as_json:
         print(json.dumps(summary))
     else:
         print(table(summary, experiment))
-        print(f"\nWrote {out / 'compare.json'}")
+        print(f"\nWrote {out / 'compare.json'} and {out / 'compare.png'}")
     return 0

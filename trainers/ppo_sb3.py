@@ -1,30 +1,30 @@
-"""Stable-Baselines3 PPO on the town, with parameter sharing through SuperSuit.
+"""sb3-contrib's MaskablePPO on the town, one policy shared by every persona (parameter sharing).
 
 The command line is ``scripts/train_sb3_ppo.py`` (``python scripts/train_sb3_ppo.py +experiment=artists
 trainer.seed=0 [--env-steps 46080] [--json]``); this module is what it calls (:func:`run`).
 
-The town is built exactly as the GRPO trainer builds it (``cfg.env.make()`` from the same
-``conf/`` composition), then turned into ``trainer.group_size`` copies x N personas rows by
-:func:`ga_env.vec_env` (SuperSuit ``pettingzoo_env_to_vec_env_v1`` + ``concat_vec_envs_v1``,
-``base_class="stable_baselines3"``): one PPO policy shared by every persona of every group
-(the group one-hot is part of the observation, as for GRPO's per-group MLPs).
+The town is built exactly as the GRPO trainer builds it (``cfg.env.make()`` from the same ``conf/``
+composition), and ``trainer.group_size`` copies of it become ``group_size x N`` rows of
+:class:`ga_env.sb3.TownVecEnv` (one NumPy program for all copies): one PPO policy for every persona
+of every group (the group one-hot is part of the observation; GRPO has one MLP per group).
+
+**Action masks.** MaskablePPO samples from the policy's distribution with the town's mask applied, in
+training as in the evaluation (:class:`SB3Policy`: masked logits, the action **sampled** from the
+masked, renormalised distribution as GRPO's trained policy is evaluated, or greedy with
+``--eval-greedy``). It replaces SB3's PPO, which had no masks: a forbidden action was a wasted no-op
+step in training and then masked in the evaluation.
 
 **Budget.** ``--env-steps`` counts town steps (each steps all N personas), as GRPO's
 ``iterations x group_size x max_cycles``, which is the default. PPO's ``n_steps`` defaults to one
 day (``max_cycles``) per row, so one PPO rollout holds as many town steps as one GRPO iteration.
 
-**Invalid actions.** SB3's PPO has no action masks: during training an action the mask forbids is
-a no-op in the town (a wasted step, which PPO learns to avoid from the observation, which shows
-where the persona is and whether a partner is near). For the evaluation, the trained model is
-wrapped in the ``agents.Policy`` protocol (:class:`SB3Policy`): its action logits are masked and
-the action is **sampled from the masked, renormalised distribution** (as GRPO's trained policy is
-evaluated by default, ``agent.eval_greedy=false``), or taken greedily with ``--eval-greedy``.
-
 **Evaluation** is GRPO's: :func:`trainers.evaluate.evaluate` on the same fresh env seeds as
-``trainers.grpo`` (``EVAL_SEED_BASE + 100 * trainer.seed + i``, ``trainer.eval_episodes`` of them).
+``trainers.grpo``: the learning curve every ``trainer.eval_every`` rollouts on GRPO's curve seeds
+(``EVAL_SEED_BASE + 1000 + i``), the final one on ``EVAL_SEED_BASE + 100 * trainer.seed + i``
+(``trainer.eval_episodes`` of each).
 
-Writes ``ppo_model.zip`` and ``eval.json`` (same layout as GRPO's, plus ``env_steps`` and times)
-into ``--out`` and prints a table, or one JSON line with ``--json``.
+Writes ``ppo_model.zip`` and ``eval.json`` (same layout as GRPO's, plus ``env_steps``, the ``curve``
+and times) into ``--out`` and prints a table, or one JSON line with ``--json``.
 """
 
 from __future__ import annotations
@@ -41,14 +41,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from omegaconf import OmegaConf
-from stable_baselines3 import PPO
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import CategoricalDistribution
 
-import ga_env
 from agents.base import IntArray, LessonsMixin, masked_log_softmax, sample_from_logp
 from conf.compose import compose
 from conf.schema import Config
 from ga_env.checkpoint import atomic_write_bytes
+from ga_env.sb3 import TownVecEnv
 from trainers.evaluate import evaluate
 from trainers.grpo import EVAL_SEED_BASE
 
@@ -107,11 +109,11 @@ class SB3Policy(LessonsMixin):
     """A trained SB3 model as an ``agents.Policy``: masked logits, sampled (or greedy) actions.
 
     Args:
-        model: a trained SB3 ``PPO`` (any on-policy model with a categorical policy).
+        model: a trained ``MaskablePPO`` (or SB3 ``PPO``: any on-policy model with a categorical policy).
         greedy: take the most likely valid action instead of sampling.
     """
 
-    def __init__(self, model: PPO, *, greedy: bool = False) -> None:
+    def __init__(self, model: Any, *, greedy: bool = False) -> None:
         self.lessons = {}
         self.model = model
         self.greedy = greedy
@@ -120,7 +122,7 @@ class SB3Policy(LessonsMixin):
         """``(B, 4)`` unmasked action logits of the model."""
         with torch.no_grad():
             dist = self.model.policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32))
-        if not isinstance(dist, CategoricalDistribution):
+        if not isinstance(dist, (CategoricalDistribution, MaskableCategoricalDistribution)):
             raise TypeError(
                 f"SB3Policy: model: {type(dist).__name__} is not a categorical policy. "
                 "Fix: train the model on the town's Discrete(4) actions"
@@ -144,8 +146,28 @@ def load_config(overrides: Sequence[str]) -> tuple[Config, str]:
     return cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
+class CurveCallback(BaseCallback):
+    """Evaluates the policy every ``every`` rollouts (after training on them), as GRPO's ``trainer.eval_every``."""
+
+    def __init__(self, fn: Any, every: int, rollout_env_steps: int) -> None:
+        super().__init__()
+        self.fn, self.every, self.rollout_env_steps = fn, every, rollout_env_steps
+        self.rollouts = 0
+        self.points: list[dict[str, Any]] = []
+
+    def _on_rollout_start(self) -> None:
+        if self.rollouts and self.every and self.rollouts % self.every == 0:
+            t0 = time.perf_counter()
+            self.points.append({"env_steps": self.rollouts * self.rollout_env_steps, "returns": self.fn()})
+            self.points[-1]["eval_seconds"] = time.perf_counter() - t0
+        self.rollouts += 1
+
+    def _on_step(self) -> bool:
+        return True
+
+
 def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
-    """Train SB3 PPO on the town of ``cfg``, evaluate it like GRPO, write ``eval.json``; return the report."""
+    """Train MaskablePPO on the town of ``cfg``, evaluate it like GRPO, write ``eval.json``; return the report."""
     t_start = time.perf_counter()
     torch.set_num_threads(ppo.torch_threads)
     tc = cfg.trainer
@@ -155,9 +177,9 @@ def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
     n_envs = ppo.n_envs or tc.group_size
     n_steps = ppo.n_steps or env.max_cycles
     env_steps = ppo.env_steps or tc.iterations * tc.group_size * env.max_cycles
-    venv = ga_env.vec_env(n_envs, base_class="stable_baselines3", env=cfg.env.make())
+    venv = TownVecEnv(cfg.env.make(), n_envs)
     rollout = n_envs * n_agents * n_steps
-    model = PPO(
+    model = MaskablePPO(
         "MlpPolicy",
         venv,
         n_steps=n_steps,
@@ -175,21 +197,29 @@ def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
         device="cpu",
         verbose=0,
     )
+    curve_seeds = [EVAL_SEED_BASE + 1000 + i for i in range(tc.eval_episodes)]
+    curve = CurveCallback(
+        lambda: evaluate(env, SB3Policy(model, greedy=ppo.eval_greedy), curve_seeds, np.random.default_rng(tc.seed)),
+        tc.eval_every,
+        n_envs * n_steps,
+    )
     # SB3 counts agent-steps (one per row); it stops after the first full rollout that reaches the total.
     t_learn = time.perf_counter()
-    model.learn(total_timesteps=env_steps * n_agents, progress_bar=False)
-    learn_seconds = time.perf_counter() - t_learn
+    model.learn(total_timesteps=env_steps * n_agents, progress_bar=False, callback=curve)
+    learn_seconds = time.perf_counter() - t_learn - sum(p["eval_seconds"] for p in curve.points)
     venv.close()
     model.save(out_dir / "ppo_model.zip")
 
     seeds = [EVAL_SEED_BASE + 100 * tc.seed + i for i in range(tc.eval_episodes)]
     trained = evaluate(env, SB3Policy(model, greedy=ppo.eval_greedy), seeds, np.random.default_rng(tc.seed + 1))
     report = {
-        "algorithm": "sb3_ppo",
+        "algorithm": "maskable_ppo",
         "experiment": cfg.experiment,
         "seed": tc.seed,
         "eval_seeds": seeds,
+        "curve_seeds": curve_seeds,
         "returns": {"trained": trained},
+        "curve": [{"env_steps": p["env_steps"], "returns": p["returns"]} for p in curve.points],
         "env_steps": int(model.num_timesteps // n_agents),
         "agent_steps": int(model.num_timesteps),
         "train_seconds": learn_seconds,
@@ -233,7 +263,7 @@ def run(overrides: Sequence[str], settings: PPOSettings, out: Path | None = None
         print(json.dumps(report))
         return 0
     print(
-        f"SB3 PPO ({cfg.experiment}, trainer.seed={cfg.trainer.seed}): {report['env_steps']} env steps "
+        f"MaskablePPO ({cfg.experiment}, trainer.seed={cfg.trainer.seed}): {report['env_steps']} env steps "
         f"in {report['train_seconds']:.1f} s; mean return per agent on {len(report['eval_seeds'])} fresh seeds"
     )
     for name, value in report["returns"]["trained"].items():
