@@ -144,8 +144,8 @@ def usage_dict(llm: LLMBackend) -> dict[str, Any]:
     u = llm.usage
     out: dict[str, Any] = {}
     for f in dataclasses.fields(u):
-        if f.name.startswith("_"):
-            continue
+        if f.name.startswith("_") or f.metadata.get("state") is False:
+            continue  # private, or a measurement of this process (seconds_by_kind)
         v = getattr(u, f.name)
         out[f.name] = dict(v) if isinstance(v, Counter) else v
     return out

@@ -70,9 +70,10 @@ class UsageMeter:
     fallbacks_by_fault: Counter[str] = field(default_factory=Counter)
     requests_by_kind: Counter[str] = field(default_factory=Counter)
     tokens_by_kind: Counter[str] = field(default_factory=Counter)
-    seconds_by_kind: dict[str, float] = field(default_factory=dict)
-    """Wall seconds of the calls by cognition step (concurrent calls overlap; not in :meth:`report`: a measurement
-    of this process, read by ``scripts/bench_generative.py``)."""
+    seconds_by_kind: dict[str, float] = field(default_factory=dict, metadata={"state": False})
+    """Wall seconds of the calls by cognition step (concurrent calls overlap). A measurement of this process, read by
+    ``scripts/bench_generative.py``: not in :meth:`report`, nor in a checkpoint (a resumed run must equal an
+    uninterrupted one)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _cap_warned: bool = field(default=False, repr=False, compare=False)
     _reserved: float = field(default=0.0, repr=False, compare=False)
