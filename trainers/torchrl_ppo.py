@@ -100,22 +100,27 @@ class TorchRLSettings:
             raise ValueError("train_torchrl: --gamma/--gae-lambda: must be in [0, 1]. Fix: use e.g. 0.99 and 0.95")
 
 
+def group_mlp(n_in: int, n_out: int, n_agents: int, hidden: int) -> MultiAgentMLP:
+    """One MLP shared by a group's ``n_agents`` personas (two tanh layers of ``hidden``), each on its own input."""
+    return MultiAgentMLP(
+        n_agent_inputs=n_in,
+        n_agent_outputs=n_out,
+        n_agents=n_agents,
+        centralised=False,
+        share_params=True,
+        depth=2,
+        num_cells=hidden,
+        activation_class=nn.Tanh,
+    )
+
+
 class StateCritic(nn.Module):
     """Each persona's value from its observation and the town's global state (MAPPO), parameters shared."""
 
     def __init__(self, obs_dim: int, state_dim: int, n_agents: int, hidden: int) -> None:
         super().__init__()
         self.n_agents = n_agents
-        self.mlp = MultiAgentMLP(
-            n_agent_inputs=obs_dim + state_dim,
-            n_agent_outputs=1,
-            n_agents=n_agents,
-            centralised=False,
-            share_params=True,
-            depth=2,
-            num_cells=hidden,
-            activation_class=nn.Tanh,
-        )
+        self.mlp = group_mlp(obs_dim + state_dim, 1, n_agents, hidden)
 
     def forward(self, obs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         expanded = state.unsqueeze(-2).expand(*obs.shape[:-1], state.shape[-1])
@@ -150,16 +155,7 @@ def build(
     actors, critics = {}, {}
     for name, agents in groups.items():
         n = len(agents)
-        net = MultiAgentMLP(
-            n_agent_inputs=obs_dim,
-            n_agent_outputs=4,
-            n_agents=n,
-            centralised=False,
-            share_params=True,
-            depth=2,
-            num_cells=settings.hidden,
-            activation_class=nn.Tanh,
-        )
+        net = group_mlp(obs_dim, 4, n, settings.hidden)
         module = TensorDictModule(net, in_keys=[_obs_key(name)], out_keys=[(name, "logits")])
         actors[name] = ProbabilisticActor(
             module=module,
@@ -177,16 +173,7 @@ def build(
                 out_keys=[(name, "state_value")],
             )
         else:
-            value = MultiAgentMLP(
-                n_agent_inputs=obs_dim,
-                n_agent_outputs=1,
-                n_agents=n,
-                centralised=False,
-                share_params=True,
-                depth=2,
-                num_cells=settings.hidden,
-                activation_class=nn.Tanh,
-            )
+            value = group_mlp(obs_dim, 1, n, settings.hidden)
             critics[name] = TensorDictModule(value, in_keys=[_obs_key(name)], out_keys=[(name, "state_value")])
     return wrapped, actors, critics
 
