@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/compare.py +experiment=artists [--methods grpo maskable_ppo ippo mappo rllib_ppo]
-        [--seeds 0 1 2 3 4] [--tune-lrs 3e-4 1e-3 3e-3 --tune-seed 100] [--jobs 1]
+        [--seeds 0 1 2 3 4] [--tune-factors 0.3 1 3 --tune-seed 100] [--jobs 1]
         [--plot docs/compare_artists.png] [--json] [--out DIR] [-- METHOD:OPTION ...]
 
 Every method runs per seed in a child process with the same Hydra overrides (same town, same budget in
@@ -42,7 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +experiment=artists trainer.iterations=10")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="trainer seeds (trainer.seed)")
-    parser.add_argument("--tune-lrs", type=float, nargs="*", default=[], help="learning rates tried per method")
+    parser.add_argument(
+        "--tune-factors",
+        type=float,
+        nargs="*",
+        default=[],
+        help="multiples of each method's default learning rate tried on --tune-seed (none: no tuning)",
+    )
     parser.add_argument("--tune-seed", type=int, default=100, help="the seed the tuning runs on (not in --seeds)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (1: wall times do not compete)")
     parser.add_argument("--plot", type=Path, default=None, help="also save the curves' PNG there")
@@ -51,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if any(o.split("=")[0].lstrip("+") == "trainer.seed" for o in args.overrides):
         parser.error("overrides: trainer.seed is set by --seeds. Fix: use --seeds 0 1 2")
+    if any(f <= 0 for f in args.tune_factors):
+        parser.error("--tune-factors: must be > 0. Fix: e.g. --tune-factors 0.3 1 3")
     if args.jobs < 1:
         parser.error("--jobs: must be >= 1. Fix: 1 runs one after the other")
     extra: dict[str, list[str]] = {}
@@ -66,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             extra,
             methods=args.methods,
-            tune_lrs=args.tune_lrs,
+            tune_factors=args.tune_factors,
             tune_seed=args.tune_seed,
             jobs=args.jobs,
             plot_path=args.plot,

@@ -18,56 +18,23 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from pathlib import Path
 
 from conf.schema import ConfigError
-from trainers.ppo_sb3 import PPOSettings, run
-
-
-def parse_args(argv: Sequence[str]) -> tuple[list[str], PPOSettings, Path | None, bool]:
-    """Hydra overrides (``key=value`` words), PPO settings, output folder, ``--json``."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides of conf/, e.g. +experiment=artists trainer.seed=1"
-    )
-    defaults = PPOSettings()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true")
-        elif name == "net_arch":
-            parser.add_argument(flag, type=int, nargs="+", default=list(value))
-        elif value is None:
-            parser.add_argument(flag, type=float if name == "gamma" else int, default=None)
-        else:
-            kind = float if isinstance(value, float) else int
-            parser.add_argument(flag, type=kind, default=value)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default outputs/<experiment>_sb3_ppo/<time>)"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    args = parser.parse_args(list(argv))
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        parser.error(f"overrides: {bad} are not key=value. Fix: write Hydra overrides such as +experiment=artists")
-    values = {name: getattr(args, name) for name in asdict(defaults)}
-    values["net_arch"] = tuple(values["net_arch"])
-    try:
-        settings = PPOSettings(**values)
-    except ValueError as e:
-        parser.error(str(e))
-    return args.overrides, settings, args.out, args.json
+from trainers import cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: compose the config, train, evaluate, print; returns the exit code."""
-    overrides, settings, out, as_json = parse_args(sys.argv[1:] if argv is None else argv)
+    """Entry point: parse (:func:`trainers.cli.parse`), compose the config, train, evaluate, print."""
+    from trainers.ppo_sb3 import PPOSettings, run
+
+    overrides, settings, out, as_json = cli.parse(
+        PPOSettings,
+        sys.argv[1:] if argv is None else argv,
+        description=__doc__.split("\n\n")[0],
+        out_help="output folder (default outputs/<experiment>_sb3_ppo/<time>)",
+    )
     try:
         return run(overrides, settings, out, as_json=as_json)
     except ConfigError as e:

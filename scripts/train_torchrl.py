@@ -18,56 +18,28 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import argparse
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
-from pathlib import Path
 
 from conf.schema import ConfigError
-
-
-def parse_args(argv: Sequence[str]) -> tuple[list[str], object, Path | None, bool]:
-    """Hydra overrides (``key=value`` words), settings, output folder, ``--json``."""
-    from trainers.torchrl_ppo import ALGORITHMS, TorchRLSettings
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "overrides", nargs="*", help="Hydra overrides of conf/, e.g. +experiment=artists trainer.seed=1"
-    )
-    defaults = TorchRLSettings()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if name == "algorithm":
-            parser.add_argument(flag, choices=ALGORITHMS, default=value)
-        elif value is None:
-            parser.add_argument(flag, type=float if name == "gamma" else int, default=None)
-        else:
-            parser.add_argument(flag, type=float if isinstance(value, float) else int, default=value)
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default outputs/<experiment>_<algo>/<time>)"
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
-    args = parser.parse_args(list(argv))
-    bad = [o for o in args.overrides if "=" not in o]
-    if bad:
-        parser.error(f"overrides: {bad} are not key=value. Fix: write Hydra overrides such as +experiment=artists")
-    try:
-        settings = TorchRLSettings(**{name: getattr(args, name) for name in asdict(defaults)})
-    except ValueError as e:
-        parser.error(str(e))
-    return args.overrides, settings, args.out, args.json
+from trainers import cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: compose the config, train, evaluate, print; returns the exit code."""
-    overrides, settings, out, as_json = parse_args(sys.argv[1:] if argv is None else argv)
-    from trainers.torchrl_ppo import run
+    """Entry point: parse (:func:`trainers.cli.parse`), compose the config, train, evaluate, print."""
+    from trainers.torchrl_ppo import ALGORITHMS, TorchRLSettings, run
 
+    overrides, settings, out, as_json = cli.parse(
+        TorchRLSettings,
+        sys.argv[1:] if argv is None else argv,
+        description=__doc__.split("\n\n")[0],
+        out_help="output folder (default outputs/<experiment>_<algorithm>/<time>)",
+        choices={"algorithm": ALGORITHMS},
+    )
     warnings.filterwarnings("ignore", message="PettingZoo in TorchRL is tested")  # a version note, not a fault
     try:
-        return run(overrides, settings, out, as_json=as_json)  # type: ignore[arg-type]
+        return run(overrides, settings, out, as_json=as_json)
     except ConfigError as e:
         sys.exit(f"train_torchrl: {e}")
 

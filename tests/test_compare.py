@@ -29,7 +29,7 @@ TINY = [
 
 def test_compare_json_line_with_curves_and_tuning(tmp_path: Path) -> None:
     cmd = [sys.executable, str(SCRIPT), *TINY, "--methods", "grpo", "maskable_ppo", "mappo", "--seeds", "0", "1"]
-    cmd += ["--tune-lrs", "1e-3", "3e-3", "--out", str(tmp_path / "cmp"), "--json"]
+    cmd += ["--tune-factors", "1", "3", "--out", str(tmp_path / "cmp"), "--json"]
     cmd += ["--", "maskable_ppo:--n-epochs", "maskable_ppo:2", "mappo:--n-epochs", "mappo:2"]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -49,11 +49,14 @@ def test_compare_json_line_with_curves_and_tuning(tmp_path: Path) -> None:
         for group in [*summary["groups"], "overall"]:
             cell = summary["returns"][kind][group]
             assert np.isfinite(cell["mean"]) and cell["std"] >= 0 and cell["ci95"] >= 0
-    # Tuning: every method got the same grid on seed 100, its best value was used for the seeds.
+    # Tuning: every method got the same grid (1x and 3x its own default lr) on seed 100, its best value was
+    # used for the seeds.
     tuning = summary["tuning"]
-    assert tuning["seed"] == 100 and tuning["lrs"] == [1e-3, 3e-3]
+    assert tuning["seed"] == 100 and tuning["factors"] == [1.0, 3.0]
+    assert tuning["default_lr"] == {"grpo": 0.01, "maskable_ppo": 1e-3, "mappo": 1e-3}
     for m in ("grpo", "maskable_ppo", "mappo"):
-        assert set(tuning["tried"][m]) == {"0.001", "0.003"}
+        d = tuning["default_lr"][m]
+        assert set(tuning["tried"][m]) == {str(d), str(float(f"{3 * d:.3g}"))}
         best = max(tuning["tried"][m], key=tuning["tried"][m].get)
         assert tuning["chosen"][m] == float(best)
     ppo = [json.loads((tmp_path / "cmp" / f"maskable_ppo_seed{s}" / "eval.json").read_text()) for s in (0, 1)]
@@ -87,8 +90,11 @@ def test_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
         main([*TINY, "trainer.seed=1"])
     assert "trainer.seed is set by --seeds" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main([*TINY, "--tune-lrs", "1e-3", "--tune-seed", "0", "--seeds", "0"])
+        main([*TINY, "--tune-factors", "1", "--tune-seed", "0", "--seeds", "0"])
     assert "--tune-seed 0 is among --seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*TINY, "--tune-factors", "0", "1"])
+    assert "--tune-factors: must be > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*TINY, "--", "n-epochs"])
     assert "METHOD:OPTION" in capsys.readouterr().err

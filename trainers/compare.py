@@ -18,9 +18,11 @@ iterations on GRPO's curve seeds, the endpoint on GRPO's final seeds):
 
 The simple baselines (random, scripted, chat, heuristic) come from GRPO's ``eval.json`` (same seeds).
 
-**Tuning.** ``--tune-lrs`` gives every method the same budget: one run per learning rate on the tuning seed
-(``--tune-seed``, not among ``--seeds``), the best mean final return chosen, then the seeds run with it. The
-grid and each method's choice are in ``compare.json``.
+**Tuning.** ``--tune-factors`` gives every method the same budget: one run per factor on the tuning seed
+(``--tune-seed``, not among ``--seeds``) with the learning rate = factor x the method's own default
+(:func:`default_lr`: GRPO's 0.01 and the PPOs' 1e-3 are not on one scale: GRPO's loss is a mean over
+group-normalised advantages, the PPOs' over GAE advantages with a value loss), the best mean final return
+chosen, then the seeds run with it. The grid and each method's choice are in ``compare.json``.
 
 **Figures**, per method over the seeds (mean ± 95% CI, Student's t): the final mean return per agent of each
 group, the learning curve (mean over groups) against town steps, the town steps to reach 90% of the run's own
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import importlib
 import json
 import subprocess
 import sys
@@ -54,6 +57,14 @@ METHODS: dict[str, tuple[list[str], str]] = {
     "rllib_ppo": ([str(ROOT / "scripts" / "train_rllib.py")], "--lr"),
 }
 """Each method's command (after ``python``) and how its learning rate is set (a Hydra key or a flag)."""
+DEFAULT_LR: dict[str, tuple[str, str, str]] = {
+    "maskable_ppo": ("trainers.ppo_sb3", "PPOSettings", "learning_rate"),
+    "ippo": ("trainers.torchrl_ppo", "TorchRLSettings", "learning_rate"),
+    "mappo": ("trainers.torchrl_ppo", "TorchRLSettings", "learning_rate"),
+    "rllib_ppo": ("trainers.rllib_ppo", "RLlibSettings", "lr"),
+}
+"""Where each library method's default learning rate lives (module, settings class, field); GRPO's is
+``trainer.lr`` of the composed config."""
 BASELINES = ("random", "scripted", "chat", "heuristic")
 KINDS = (*METHODS, *BASELINES)
 
@@ -243,17 +254,26 @@ def default_out() -> Path:
     return Path("outputs") / "compare" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
+def default_lr(method: str, overrides: Sequence[str]) -> float:
+    """The learning rate ``method`` trains with when none is given (GRPO: ``trainer.lr`` after the overrides)."""
+    if method == "grpo":
+        return float(compose(overrides).trainer.lr)
+    module, cls, field = DEFAULT_LR[method]
+    return float(getattr(getattr(importlib.import_module(module), cls)(), field))
+
+
 def tune(
     methods: Sequence[str],
     overrides: Sequence[str],
-    lrs: Sequence[float],
+    factors: Sequence[float],
     seed: int,
     out: Path,
     extra: dict[str, list[str]],
     jobs: int,
 ) -> dict[str, Any]:
-    """Each method with each learning rate on the tuning seed; the best mean final return is chosen."""
-    jobs_list = [(m, lr) for m in methods for lr in lrs]
+    """Each method with each factor x its default learning rate on the tuning seed; the best final return wins."""
+    defaults = {m: default_lr(m, overrides) for m in methods}
+    jobs_list = [(m, float(f"{f * defaults[m]:.3g}")) for m in methods for f in factors]
 
     def one(job: tuple[str, float]) -> float:
         m, lr = job
@@ -264,7 +284,7 @@ def tune(
         scores = list(pool.map(one, jobs_list))
     tried = {m: {str(lr): s for (mm, lr), s in zip(jobs_list, scores, strict=True) if mm == m} for m in methods}
     chosen = {m: float(max(tried[m], key=lambda k: tried[m][k])) for m in methods}
-    return {"seed": seed, "lrs": list(lrs), "tried": tried, "chosen": chosen}
+    return {"seed": seed, "factors": list(factors), "default_lr": defaults, "tried": tried, "chosen": chosen}
 
 
 def run(
@@ -274,7 +294,7 @@ def run(
     extra: dict[str, list[str]] | None = None,
     *,
     methods: Sequence[str] = tuple(METHODS),
-    tune_lrs: Sequence[float] = (),
+    tune_factors: Sequence[float] = (),
     tune_seed: int = 100,
     jobs: int = 1,
     plot_path: Path | None = None,
@@ -288,7 +308,8 @@ def run(
         out: output folder (None = :func:`default_out`); gets ``<method>_seed<S>/``, ``compare.json``, ``compare.png``.
         extra: per method, options for its command line (e.g. ``{"maskable_ppo": ["--n-epochs", "2"]}``).
         methods: which of :data:`METHODS`.
-        tune_lrs: learning rates tried per method on ``tune_seed`` (empty = each method's default).
+        tune_factors: multiples of each method's default learning rate tried on ``tune_seed`` (empty = no
+            tuning: each method's default).
         jobs: runs at once (1 = one after the other: wall times comparable).
         plot_path: also save the curves' PNG there (e.g. ``docs/compare_artists.png``).
         as_json: print the summary as one JSON line instead of the tables.
@@ -302,9 +323,9 @@ def run(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"compare: --methods: {unknown} unknown. Fix: use some of {list(METHODS)}")
-    if tune_seed in seeds and tune_lrs:
+    if tune_seed in seeds and tune_factors:
         raise ValueError(f"compare: --tune-seed {tune_seed} is among --seeds. Fix: tune on a seed not evaluated")
-    tuning = tune(methods, overrides, tune_lrs, tune_seed, out, extra, jobs) if tune_lrs else None
+    tuning = tune(methods, overrides, tune_factors, tune_seed, out, extra, jobs) if tune_factors else None
     jobs_list = [(m, s) for s in seeds for m in methods]
 
     def one(job: tuple[str, int]) -> dict[str, Any]:

@@ -29,7 +29,6 @@ and times) into ``--out`` and prints a table, or one JSON line with ``--json``.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from conf.compose import compose
 from conf.schema import Config
 from ga_env.checkpoint import atomic_write_bytes
 from ga_env.sb3 import TownVecEnv
+from trainers import cli
 from trainers.evaluate import evaluate
 from trainers.grpo import EVAL_SEED_BASE
 
@@ -237,36 +237,17 @@ def train_ppo(cfg: Config, ppo: PPOSettings, out_dir: Path) -> dict[str, Any]:
     return report
 
 
-def default_out(experiment: str) -> Path:
-    """``outputs/<experiment>_sb3_ppo/<time>``: where a run goes without ``--out``."""
-    return Path("outputs") / f"{experiment}_sb3_ppo" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
 def run(overrides: Sequence[str], settings: PPOSettings, out: Path | None = None, *, as_json: bool = False) -> int:
-    """What ``scripts/train_sb3_ppo.py`` does: compose the config, train, evaluate, print; returns the exit code.
-
-    Args:
-        overrides: Hydra overrides of ``conf/`` (``+experiment=artists trainer.seed=1``).
-        settings: the PPO hyperparameters.
-        out: output folder (None = :func:`default_out`); gets ``config.yaml``, ``ppo_model.zip``, ``eval.json``.
-        as_json: print the report as one JSON line instead of a table.
+    """What ``scripts/train_sb3_ppo.py`` does (:func:`trainers.cli.run`): compose, train, evaluate, print.
 
     Raises:
         ConfigError: the overrides do not compose (nothing is written then).
     """
-    cfg, config_yaml = load_config(overrides)
-    out = out or default_out(cfg.experiment)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.yaml", (config_yaml).encode())
-    report = train_ppo(cfg, settings, out)
-    if as_json:
-        print(json.dumps(report))
-        return 0
-    print(
-        f"MaskablePPO ({cfg.experiment}, trainer.seed={cfg.trainer.seed}): {report['env_steps']} env steps "
-        f"in {report['train_seconds']:.1f} s; mean return per agent on {len(report['eval_seeds'])} fresh seeds"
+    return cli.run(
+        overrides,
+        out,
+        method="sb3_ppo",
+        title="MaskablePPO",
+        train=lambda cfg, out: train_ppo(cfg, settings, out),
+        as_json=as_json,
     )
-    for name, value in report["returns"]["trained"].items():
-        print(f"  {name:<20}{value:>10.2f}")
-    print(f"Wrote {out}")
-    return 0

@@ -22,7 +22,6 @@ Needs the ``[ray]`` extra (``ray[rllib]``) and torch.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import time
 from collections.abc import Sequence
@@ -34,7 +33,6 @@ import gymnasium
 import numpy as np
 import numpy.typing as npt
 import torch
-from omegaconf import OmegaConf
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from agents.base import IntArray, LessonsMixin, masked_log_softmax, sample_from_logp
@@ -42,6 +40,7 @@ from conf.compose import compose
 from conf.schema import Config
 from ga_env.checkpoint import atomic_write_bytes
 from ga_env.town import TownEnv
+from trainers import cli
 from trainers.evaluate import evaluate
 from trainers.grpo import EVAL_SEED_BASE
 
@@ -258,30 +257,17 @@ def train_rllib(overrides: Sequence[str], settings: RLlibSettings, out_dir: Path
     return report
 
 
-def default_out(experiment: str) -> Path:
-    """``outputs/<experiment>_rllib_ppo/<time>``: where a run goes without ``--out``."""
-    return Path("outputs") / f"{experiment}_rllib_ppo" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
 def run(overrides: Sequence[str], settings: RLlibSettings, out: Path | None = None, *, as_json: bool = False) -> int:
-    """What ``scripts/train_rllib.py`` does: compose, train, evaluate, print; returns the exit code.
+    """What ``scripts/train_rllib.py`` does (:func:`trainers.cli.run`): compose, train, evaluate, print.
 
     Raises:
         ConfigError: the overrides do not compose (nothing is written then).
     """
-    cfg = compose(overrides)
-    out = out or default_out(cfg.experiment)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(cfg)).encode())
-    report = train_rllib(overrides, settings, out)
-    if as_json:
-        print(json.dumps(report))
-        return 0
-    print(
-        f"RLlib PPO ({cfg.experiment}, trainer.seed={cfg.trainer.seed}): {report['env_steps']} env steps in "
-        f"{report['train_seconds']:.1f} s; mean return per agent on {len(report['eval_seeds'])} fresh seeds"
+    return cli.run(
+        overrides,
+        out,
+        method="rllib_ppo",
+        title="RLlib PPO",
+        train=lambda cfg, out: train_rllib(overrides, settings, out),
+        as_json=as_json,
     )
-    for name, value in report["returns"]["trained"].items():
-        print(f"  {name:<20}{value:>10.2f}")
-    print(f"Wrote {out}")
-    return 0
