@@ -13,6 +13,8 @@ Writes ``<results>/compressed/NAME/``:
 * ``simulation.md``: a readable timeline per persona (consecutive steps doing the same thing are
   one line with a time range), with the conversations they took part in, then all conversations,
   then the object events (each object's states with their time ranges).
+* ``diffusion/``: the conversation graph and the cascades of first exposure to each cause (GraphML,
+  ``diffusion.json``, PNG plots shown on the replay page); see :mod:`ga_sim.diffusion`.
 
 :func:`expand_movement` rebuilds full per-step states from the deltas (the replay page does the
 same in JavaScript).
@@ -253,11 +255,14 @@ def object_markdown(doc: dict[str, Any]) -> list[str]:
 
 
 def compress(results: str | Path, name: str) -> Path:
-    """Write ``<results>/compressed/NAME/{movement.json,simulation.md}``; returns the folder."""
+    """Write ``<results>/compressed/NAME/{movement.json,simulation.md,diffusion/}``; returns the folder."""
     store = RunStore(results, name)
     doc = compress_run(store)
     out = Path(results) / "compressed" / validate_name(name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "movement.json", json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
     atomic_write_bytes(out / "simulation.md", simulation_markdown(doc).encode())
+    from ga_sim import diffusion
+
+    diffusion.write(doc, out / "diffusion")
     return out

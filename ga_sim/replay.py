@@ -1,7 +1,7 @@
 """Replay runs in the browser: ``python -m scripts.replay`` then open ``http://127.0.0.1:5000/?name=RUN``.
 
 A small stdlib web server that binds to **127.0.0.1** by default (``--host`` to change it, at
-your own risk) and serves exactly four things:
+your own risk) and serves exactly five things:
 
 * ``/`` (or ``/index.html``): the self-contained canvas page; ``?name=RUN&step=0&speed=2&zoom=0.8``
   as in the original Generative Agents (plus ``autoplay=0`` to start paused, ``follow=1`` to follow a
@@ -11,6 +11,8 @@ your own risk) and serves exactly four things:
 * ``/api/steps?name=RUN&after=N``: the steps of a run after its first ``N``, read from
   ``results/runs/RUN/steps.jsonl`` as ``ga-simulate`` appends them (see :func:`live_steps`); the
   page polls it with ``/?name=RUN&follow=1`` to follow a running simulation;
+* ``/data/RUN/diffusion/FILE``: the run's diffusion figures (``awareness.png``, ``cascades.png``, ``degree.png``,
+  ``diffusion.json``; made by ``ga-compress``, :mod:`ga_sim.diffusion`), shown in the page's Diffusion panel;
 * ``/healthz``: ``ok``.
 
 Following a run (``follow=1``): the page asks ``/api/steps`` about once a second for the steps after
@@ -325,6 +327,33 @@ class _SocketWriter(io.BufferedIOBase):
             return view.nbytes
 
 
+DIFFUSION_FILES = {
+    "awareness.png": "image/png",
+    "cascades.png": "image/png",
+    "degree.png": "image/png",
+    "diffusion.json": JSON,
+}
+"""The files of ``compressed/RUN/diffusion/`` the page may ask for (nothing else is served from there)."""
+
+
+def diffusion_file(results: Path, raw_name: str, file: str) -> tuple[HTTPStatus, str, bytes]:
+    """One of a run's diffusion figures (:data:`DIFFUSION_FILES`).
+
+    Raises:
+        Refused: 400 for an invalid name, 403 for a path leading outside the results folder, 404 for another
+            file or a run not compressed (``ga-compress --name RUN`` makes them).
+    """
+    name = checked_name(results, raw_name)
+    if file not in DIFFUSION_FILES:
+        raise Refused(HTTPStatus.NOT_FOUND, f"no diffusion file {file[:40]!r}; there are {sorted(DIFFUSION_FILES)}")
+    path = results / "compressed" / name / "diffusion" / file
+    if (path.exists() or path.is_symlink()) and not _inside(path, results):
+        raise Refused(HTTPStatus.FORBIDDEN, f"run {name!r} leads outside the results folder")
+    if not path.is_file():
+        raise Refused(HTTPStatus.NOT_FOUND, f"run {name!r} has no {file}. Fix: ga-compress --name {name}")
+    return HTTPStatus.OK, DIFFUSION_FILES[file], path.read_bytes()
+
+
 class ReplayHandler(BaseHTTPRequestHandler):
     """Answers one request whose head the server has read (``request = (socket, head bytes)``)."""
 
@@ -405,6 +434,8 @@ class ReplayHandler(BaseHTTPRequestHandler):
         # /data/<name>/movement.json: the name is one URL-decoded segment, validated.
         if len(parts) == 4 and parts[0] == "" and parts[1] == "data" and parts[3] == "movement.json":
             return HTTPStatus.OK, "application/json", movement_for(self.server.results, unquote(parts[2]))
+        if len(parts) == 5 and parts[0] == "" and parts[1] == "data" and parts[3] == "diffusion":
+            return diffusion_file(self.server.results, unquote(parts[2]), unquote(parts[4]))
         raise Refused(HTTPStatus.NOT_FOUND, f"nothing at {unquote(path)!r}")
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,6 +1,7 @@
 """Compress a run for replay and reading: ``ga-compress --name NAME`` (``python -m scripts.compress``).
 
-Writes ``<results>/compressed/NAME/{movement.json,simulation.md}``; see :mod:`ga_sim.compress`.
+Writes ``<results>/compressed/NAME/{movement.json,simulation.md,diffusion/}``; see :mod:`ga_sim.compress` and
+:mod:`ga_sim.diffusion`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RunError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out / 'movement.json'} and {out / 'simulation.md'}")
+    print(f"wrote {out / 'movement.json'}, {out / 'simulation.md'} and {out / 'diffusion'}/")
     return 0
 
 

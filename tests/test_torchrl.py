@@ -28,9 +28,9 @@ TINY = [
 ]
 
 
-def _train(tmp_path: Path, algorithm: str, *overrides: str) -> dict[str, object]:
+def _train(tmp_path: Path, algorithm: str, *overrides: str, env: str = "batched") -> dict[str, object]:
     cfg = compose([*TINY, *overrides])
-    settings = torchrl_ppo.TorchRLSettings(algorithm=algorithm, n_epochs=2)
+    settings = torchrl_ppo.TorchRLSettings(algorithm=algorithm, n_epochs=2, env=env)
     return torchrl_ppo.train_torchrl(cfg, settings, tmp_path / f"{algorithm}{len(list(tmp_path.iterdir()))}")
 
 
@@ -47,6 +47,51 @@ def test_trains_per_group_on_the_grpo_budget_and_evaluates_like_grpo(tmp_path: P
     assert again["returns"] == report["returns"]  # same seed, same result
     other = _train(tmp_path, algorithm, "trainer.seed=1")
     assert other["returns"] != report["returns"]
+
+
+def test_trains_through_the_pettingzoo_wrapper_too(tmp_path: Path) -> None:
+    report = _train(tmp_path, "mappo", env="pettingzoo")
+    assert report["env_steps"] == 2 * 2 * 16 and report["settings"]["env"] == "pettingzoo"  # type: ignore[index]
+    assert all(np.isfinite(list(report["returns"]["trained"].values())))  # type: ignore[index]
+
+
+def test_batched_town_gives_what_the_pettingzoo_wrapper_gives() -> None:
+    """Copy 1 of a batched town seeded 5 is the wrapped town reset with seed 6: same data for the same actions."""
+    from torchrl.envs.utils import check_env_specs
+
+    from ga_env.torchrl_env import TownTorchEnv
+
+    cfg = compose([*TINY, "env.max_cycles=6"])
+    batched = TownTorchEnv(cfg.env.make(obs_mode="dict"), 3, seed=5, return_state=True)
+    check_env_specs(batched)
+    batched.set_seed(5)
+    wrapped, _, _ = torchrl_ppo.build(cfg.env.make(obs_mode="dict"), torchrl_ppo.TorchRLSettings(env="pettingzoo"), 0)
+    tb, tp = batched.reset(), wrapped.reset(seed=6)
+    for key in [("artist_collective", "observation", "observation"), ("residents", "action_mask"), "state"]:
+        assert torch.equal(tb[key][1], tp[key]), key
+    rng = np.random.default_rng(0)
+    keys = [
+        *((g, k) for g in batched.members for k in ("reward", "done", "terminated", "truncated")),
+        ("residents", "observation", "observation"),
+        "done",
+        "terminated",
+        "truncated",
+        "state",
+    ]
+    for t in range(6):
+        tb, tp = tb.clone(), tp.clone()
+        for g, idx in batched.members.items():
+            mask = tb[g, "action_mask"]
+            logits = torch.as_tensor(rng.normal(size=(3, len(idx), 4)), dtype=torch.float32).masked_fill(~mask, -1e9)
+            acts = logits.argmax(-1)  # a random allowed action per persona
+            tb[g, "action"], tp[g, "action"] = acts, acts[1]
+        nb, np_ = batched.step(tb)["next"], wrapped.step(tp)["next"]
+        for key in keys:
+            assert torch.equal(nb[key][1], np_[key]), (t, key)
+        if t < 5:  # after the day's last step the wrapper leaves the masks of finished personas unset
+            assert torch.equal(nb["residents", "action_mask"][1], np_["residents", "action_mask"])
+        tb, tp = nb, np_
+    assert bool(tb["done"].all()) and not bool(tb["terminated"].any())  # the day ends truncated, never terminated
 
 
 def test_groups_have_their_own_nets_and_mappo_critics_see_the_state() -> None:
