@@ -1222,6 +1222,39 @@ class GenerativeSociety:
         a.memory.add("thought", text, when=self.env.now, poignancy=WHISPER_POIGNANCY, spo=(a.name, "thinks", "whisper"))
         a.scratch.replan = f"{a.persona.first_name} thinks: {text}"
 
+    def plant(self, name: str, text: str) -> None:
+        """A memory planted in the persona's stream: an event it observed now, poignancy by rule (an experiment's
+        intervention; no re-plan, unlike :meth:`whisper`).
+
+        Raises:
+            KeyError: an unknown persona, listing the personas.
+            ValueError: an empty text.
+        """
+        a = self.agent(name)
+        text = " ".join(str(text).split())[:300]
+        if not text:
+            raise ValueError("memory: text: is empty. Fix: give what the persona should remember")
+        a.memory.add("event", text, when=self.env.now, poignancy=perceive.poignancy_rule(a.profile, text))
+
+    def event(self, place: str, text: str) -> list[str]:
+        """An event at ``place`` (a place of the town's map) that every persona there perceives now; returns who.
+
+        Raises:
+            KeyError: an unknown place, listing the places.
+            ValueError: an empty text.
+        """
+        places = list(self.env.places)
+        if place not in places:
+            raise KeyError(f"event: place {place!r} is not on the map; the places are: {', '.join(places)}")
+        text = " ".join(str(text).split())[:300]
+        if not text:
+            raise ValueError("event: text: is empty. Fix: describe what happens at the place")
+        here = np.flatnonzero(self.env.current_places == places.index(place))
+        for i in here.tolist():
+            a = self.agents[i]
+            a.memory.add("event", text, when=self.env.now, poignancy=perceive.poignancy_rule(a.profile, text))
+        return [self.agents[i].name for i in here.tolist()]
+
     def load_history(self, csv_path: str | Path) -> int:
         """Seed memories from a CSV with columns ``name`` and ``whisper`` (the original's agent history).
 

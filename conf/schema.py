@@ -327,6 +327,11 @@ class EnvConfig:
     """A folder of group YAML files instead of the town folder's ``groups/``."""
     groups: list[str] = field(default_factory=lambda: ["artist_collective", "residents"])
     """Groups whose personas live in the town (see ``ga_env/data/willowbrook/groups``)."""
+    regroup: dict[str, str] = field(default_factory=dict)
+    """Personas moved to another group of the town: ``{persona name: group}`` (an experiment's intervention)."""
+    objective: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Objective weights replaced per group: ``{group: {term: weight}}`` (0 removes a term; see
+    ``ga_env.personas.OBJECTIVE_TERMS``)."""
     max_agents: int | None = None
     """Keep only the first N personas (None = all of the chosen groups)."""
     max_cycles: int = 432
@@ -392,6 +397,8 @@ class EnvConfig:
             "text_obs": self.text_obs,
             "version": self.version,
             "dynamics": self.dynamics.overrides() or None,
+            "regroup": dict(self.regroup) or None,
+            "objective": {g: dict(w) for g, w in self.objective.items()} or None,
         }
         kwargs.update(override)
         return ga_env.parallel_env(**kwargs)

@@ -115,6 +115,7 @@ steps G episodes as one NumPy program (a GRPO group) with the same trajectories 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
@@ -181,6 +182,36 @@ def _cached_map(path: str, mtime: float) -> TownMap:
 def env(**kwargs: Any) -> Any:
     """The AEC version of the town (``parallel_to_aec`` of :func:`parallel_env`)."""
     return parallel_to_aec(parallel_env(**kwargs))
+
+
+def _regrouped(personas: tuple[Persona, ...], regroup: Mapping[str, str], used: list[str]) -> tuple[Persona, ...]:
+    """The personas with some moved to another group (``{persona name: group}``), validated."""
+    names = [p.name for p in personas]
+    for name, group in regroup.items():
+        if name not in names:
+            raise TownDataError("argument", f"regroup.{name}", "is not a persona of this town", f"use one of {names}")
+        if group not in used:
+            raise TownDataError(
+                "argument", f"regroup.{name}", f"{group!r} is not a group of this town", f"use one of {used}"
+            )
+    moved = tuple(dataclasses.replace(p, group=regroup[p.name]) if p.name in regroup else p for p in personas)
+    empty = [g for g in used if not any(p.group == g for p in moved)]
+    if empty:
+        raise TownDataError(
+            "argument",
+            "regroup",
+            f"moving these personas leaves {empty} without members",
+            "keep one persona in each group",
+        )
+    return moved
+
+
+def _reweighted(group: Group, weights: Mapping[str, float] | None) -> Group:
+    """``group`` with some objective weights replaced (``{term: weight}``; 0 removes the term), validated."""
+    if not weights:
+        return group
+    objective = {**group.objective, **{str(k): float(v) for k, v in weights.items()}}
+    return dataclasses.replace(group, objective={k: v for k, v in objective.items() if v != 0.0})
 
 
 def parallel_env(**kwargs: Any) -> TownEnv:
@@ -302,6 +333,8 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         render_mode: str | None = None,
         dynamics: Dynamics | Mapping[str, Any] | None = None,
         version: int = LATEST_VERSION,
+        regroup: Mapping[str, str] | None = None,
+        objective: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         # -- arguments --------------------------------------------------------------------
         if obs_mode not in ("dict", "box"):
@@ -380,9 +413,13 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
             personas = personas[:max_agents]
         if len(personas) < 1:
             raise TownDataError("argument", "groups/max_agents", "no persona is left", "keep at least one persona")
-        self.personas: tuple[Persona, ...] = personas
         used = sorted({p.group for p in personas}, key=list(all_groups).index)
-        self.groups: tuple[Group, ...] = tuple(all_groups[g] for g in used)
+        personas = _regrouped(personas, regroup or {}, used)
+        self.personas: tuple[Persona, ...] = personas
+        self.groups: tuple[Group, ...] = tuple(_reweighted(all_groups[g], (objective or {}).get(g)) for g in used)
+        for g in objective or {}:
+            if g not in used:
+                raise TownDataError("argument", f"objective.{g}", "is not a group of this town", f"use one of {used}")
         self.possible_agents: list[str] = [p.agent_id for p in personas]
         self.agent_index: dict[str, int] = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []

@@ -182,7 +182,7 @@ def plot(result: dict[str, Any], out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     degrees = [d for _, d in result["_graph"].degree()]
-    ax.hist(degrees, bins=np.arange(max(degrees, default=0) + 2) - 0.5, color="tab:green")
+    ax.hist(degrees, bins=[k - 0.5 for k in range(max(degrees, default=0) + 2)], color="tab:green")
     ax.set_xlabel("conversation partners (degree)")
     ax.set_ylabel("personas")
     ax.set_title(f"{result['name']}: degree distribution of the conversation graph")

@@ -191,6 +191,22 @@ class GenerativeDriver:
         then = "re-plans at the next step" if self.society.cfg.replan else "stored; agent.replan=false: no re-plan"
         return f"{self._name(name)} heard: {' '.join(text.split())[:300]} ({then})"
 
+    def reseed(self, seed: int) -> None:
+        """New streams from ``seed``: the minds' (the LLM's sampling seeds) and the town's generator."""
+        minds, town = np.random.SeedSequence(seed).spawn(2)
+        self.society.rng = np.random.default_rng(minds)
+        self.env.np_random = np.random.default_rng(town)
+
+    def plant(self, name: str, text: str) -> str:
+        """A memory planted in the persona's stream (an observed event, poignancy by rule)."""
+        self.society.plant(name, text)
+        return f"{self._name(name)} remembers: {' '.join(text.split())[:300]}"
+
+    def event(self, place: str, text: str) -> str:
+        """An event everyone at ``place`` perceives now."""
+        who = self.society.event(place, text)
+        return f"{len(who)} at {place} perceived it: {', '.join(who) or 'nobody is there'}"
+
     def lessons(self) -> dict[str, list[str]]:
         """The lessons in the personas' system prompts, by group (those of the group's first persona)."""
         out: dict[str, list[str]] = {}

@@ -61,8 +61,9 @@ JUDGE_SCHEMA: dict[str, Any] = {
 
 
 # -- objective metrics ------------------------------------------------------------------------------------
-def run_metrics(store: RunStore) -> dict[str, Any]:
-    """Objective metrics of one run (see the module docstring)."""
+def run_metrics(store: RunStore, after: int = 0) -> dict[str, Any]:
+    """Objective metrics of one run (see the module docstring); sums and peaks over the steps after the first
+    ``after`` (a branch of an experiment: its own steps), final figures at the last step."""
     meta = store.meta()
     members = Counter(p["group"] for p in meta["personas"])
     groups = [g["name"] for g in meta["groups"]]
@@ -74,6 +75,8 @@ def run_metrics(store: RunStore) -> dict[str, Any]:
     last: dict[str, Any] = {}
     steps = 0
     for line, record in enumerate(store.iter_steps(), 1):
+        if line <= after:
+            continue
         steps += 1
         last = record
         try:
@@ -157,11 +160,14 @@ def _fmt(v: Any) -> str:
 
 
 # -- transcripts and chunks -----------------------------------------------------------------------------------
-def transcript_lines(store: RunStore) -> list[str]:
-    """The run as lines of text: what each persona starts doing (when it changes), and conversations."""
+def transcript_lines(store: RunStore, after: int = 0) -> list[str]:
+    """The run as lines of text: what each persona starts doing (when it changes), and conversations; only the
+    steps after the first ``after``."""
     last: dict[str, tuple[str, str]] = {}
     lines: list[str] = []
-    for record in store.iter_steps():
+    for k, record in enumerate(store.iter_steps(), 1):
+        if k <= after:
+            continue
         hm = record["time"][5:16].replace("T", " ")
         for name, p in record["personas"].items():
             key = (p["description"], p["place"])

@@ -238,6 +238,17 @@ def build_society(cfg: Config, meta: dict[str, Any], run_dir: Path) -> Society:
     return society
 
 
+def cast_meta(env: ga_env.TownEnv) -> dict[str, Any]:
+    """The run meta's ``personas`` (name, group, age, task, living area) and ``groups`` (name, cause, objective)."""
+    return {
+        "personas": [
+            {"name": p.name, "group": p.group, "age": p.age, "task": p.task, "living_area": p.living_area}
+            for p in env.personas
+        ],
+        "groups": [{"name": g.name, "cause": g.cause, "objective": dict(g.objective)} for g in env.groups],
+    }
+
+
 def map_meta(env: ga_env.TownEnv) -> dict[str, Any]:
     """The map as plain data for the replay page (walls, place of every tile, place names)."""
     m = env.town_map
@@ -341,11 +352,7 @@ class Simulation:
         }
         society = build_society(cfg, meta, store.dir)
         env: ga_env.TownEnv = society.env
-        meta["personas"] = [
-            {"name": p.name, "group": p.group, "age": p.age, "task": p.task, "living_area": p.living_area}
-            for p in env.personas
-        ]
-        meta["groups"] = [{"name": g.name, "cause": g.cause, "objective": dict(g.objective)} for g in env.groups]
+        meta.update(cast_meta(env))
         meta["map"] = map_meta(env)
         meta["initial"] = {p.name: list(env.position(i)) for i, p in enumerate(env.personas)}
         store.create(meta)

@@ -118,6 +118,26 @@ class Society(Protocol):
         """The lessons in the minds' system prompts, by group (empty: none, or no prompts)."""
         ...
 
+    def reseed(self, seed: int) -> None:
+        """New random streams from ``seed`` for the town and the minds (an experiment's branch seed)."""
+        ...
+
+    def plant(self, name: str, text: str) -> str:
+        """A memory planted in the persona's memory stream (poignancy by rule); returns what happened.
+
+        Raises:
+            KeyError: an unknown persona. ValueError: the mind has no memory, or an empty text.
+        """
+        ...
+
+    def event(self, place: str, text: str) -> str:
+        """An event every persona at ``place`` perceives now (a memory each); returns who.
+
+        Raises:
+            KeyError: an unknown place. ValueError: the mind has no memory, or an empty text.
+        """
+        ...
+
 
 EMOJI = {"move": "🚶", "chat": "💬", "task": "🛠️", "rest": "😴", "research": "🔬", "idle": "⏸️"}
 """Emoji shown above a persona in the replay, by action."""
@@ -345,8 +365,9 @@ class PolicySociety:
         self.env.load_state_dict(state["env"])
         self.obs, self.mask = np.asarray(state["obs"]).copy(), np.asarray(state["mask"]).copy()
         self.rng = generator_from_state(state["rng"])
-        if isinstance(self.policy, ScriptedPolicy):
-            self.policy.streak = np.asarray(state["policy"]["streak"]).copy()
+        if isinstance(self.policy, ScriptedPolicy):  # absent when an experiment's branch switched minds
+            saved = state["policy"].get("streak")
+            self.policy.streak = np.zeros(0, dtype=np.int64) if saved is None else np.asarray(saved).copy()
         if isinstance(self.policy, NeuroSymbolicPolicy):
             self.policy.load_env_state(self.env, dict(state["policy"].get("llm_term", {})))
         if self.llm is not None and "usage" in state:
@@ -434,6 +455,27 @@ class PolicySociety:
         raise ValueError(
             f"whisper: {self.env.personas[i].name} is driven by a {self.kind} policy, which has no memory or plan "
             "to change. Fix: run the simulation with --mind generative"
+        )
+
+    def reseed(self, seed: int) -> None:
+        """New streams from ``seed``: the policy's sampling and the town's generator."""
+        policy, town = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.default_rng(policy)
+        self.env.np_random = np.random.default_rng(town)
+
+    def plant(self, name: str, text: str) -> str:
+        """A numeric policy has no memory: a clear error naming the fix."""
+        i = persona_index(self.env, name)
+        raise ValueError(
+            f"memory: {self.env.personas[i].name} is driven by a {self.kind} policy, which has no memory. "
+            "Fix: use a base run with --mind generative"
+        )
+
+    def event(self, place: str, text: str) -> str:
+        """A numeric policy perceives no events: a clear error naming the fix."""
+        raise ValueError(
+            f"event: the personas are driven by a {self.kind} policy, which perceives no events. "
+            "Fix: use a base run with --mind generative"
         )
 
     def load_history(self, path: str | Path) -> str:
