@@ -417,9 +417,9 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         personas = _regrouped(personas, regroup or {}, used)
         self.personas: tuple[Persona, ...] = personas
         self.groups: tuple[Group, ...] = tuple(_reweighted(all_groups[g], (objective or {}).get(g)) for g in used)
-        for g in objective or {}:
-            if g not in used:
-                raise TownDataError("argument", f"objective.{g}", "is not a group of this town", f"use one of {used}")
+        for group in objective or {}:
+            if group not in used:
+                raise TownDataError("argument", f"objective.{group}", "is not a group of this town", f"use one of {used}")
         self.possible_agents: list[str] = [p.agent_id for p in personas]
         self.agent_index: dict[str, int] = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []
