@@ -1185,13 +1185,18 @@ class GenerativeSociety:
     # -- interviews, history ------------------------------------------------------------------------
     def analysis_chat(self, name: str, message: str) -> str:
         """Interview a persona (``call -- analysis NAME``): it answers in character; nothing is stored."""
+        return self.llm.complete(self.analysis_request(name, message)).text
+
+    def analysis_request(self, name: str, message: str) -> LLMRequest:
+        """The request of :meth:`analysis_chat` (memories retrieved without touching them; nothing is stored), for
+        answering many questions in one batch (``ga-eval --interview``)."""
         a = self.agent(name)
         now = self.env.now
         nodes = a.memory.retrieve([message], now, task=a.persona.task, top_k=self.cfg.memories_in_prompt, touch=False)
         mem_text = numbered([x.description for x in nodes[message]])
         place = a.scratch.target or a.profile.home
         fallback = f"I'm {a.name}. Right now: {a.scratch.activity}, at {place}. Lately I've been {a.persona.currently}"
-        request = LLMRequest(
+        return LLMRequest(
             kind="analysis",
             system=a.system,
             user=render(
@@ -1206,7 +1211,6 @@ class GenerativeSociety:
             max_tokens=200,
             fallback=lambda: fallback,
         )
-        return self.llm.complete(request).text
 
     def whisper(self, name: str, text: str) -> None:
         """The persona's inner voice (``call -- whisper NAME: TEXT``): a high-poignancy thought, then a re-plan.

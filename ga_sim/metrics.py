@@ -332,6 +332,20 @@ def judge_table(a: str, b: str, j: dict[str, Any]) -> str:
 def command(args: argparse.Namespace) -> int:
     """What ``ga-eval`` does with its parsed options (see ``scripts/eval.py``); returns the exit code."""
     results = Path(args.results)
+    if getattr(args, "interview", False):
+        from ga_sim import interview
+
+        if args.sample is not None and args.sample < 1:
+            print("error: --sample: must be >= 1. Fix: give a number of personas, or leave it out", file=sys.stderr)
+            return 2
+        try:
+            report = interview.command(results, args.name, args.against, args.overrides, args.sample, args.seed)
+        except (RunError, ValueError, KeyError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(interview.table(args.name, args.against, report))
+        print(f"\nwrote {report['path']}")
+        return 0
     try:
         stores = [RunStore(results, args.name)]
         if args.against:
