@@ -111,10 +111,13 @@ def interview(results: Path, name: str, *, sample: int | None = None, seed: int 
         names = [n for k, n in enumerate(names) if k in keep]
     before = _memory_fingerprint(minds)
     items = [(n, c, q) for n in names for c, q in questions_for(meta, n)]
-    answers = sim.society.llm.complete_many([minds.analysis_request(n, q) for n, _, q in items])
+    llm = minds.llm
+    try:
+        answers = llm.complete_many([minds.analysis_request(n, q) for n, _, q in items])
+    finally:
+        llm.close()
     if _memory_fingerprint(minds) != before:  # the contract: an interview leaves no trace in the minds
         raise RuntimeError("interview: a persona's memory changed during the interview (a bug)")
-    sim.society.llm.close()
     return {
         "run": name,
         "step": sim.step_count,
@@ -232,7 +235,9 @@ def table(a: str, b: str | None, report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command(results: Path, a: str, b: str | None, overrides: Sequence[str], sample: int | None, seed: int) -> dict:
+def command(
+    results: Path, a: str, b: str | None, overrides: Sequence[str], sample: int | None, seed: int
+) -> dict[str, Any]:
     """``ga-eval --interview``: interview A (and B), judge them if two; returns the report (also written)."""
     from ga_env.checkpoint import atomic_write_bytes
     from ga_sim.runstore import validate_name
@@ -246,7 +251,8 @@ def command(results: Path, a: str, b: str | None, overrides: Sequence[str], samp
         cfg = compose(overrides)
         llm = make_backend(cfg.llm, cache_dir=results / "eval" / "llm_cache")
         try:
-            report["comparison"] = compare(RunStore(results, a).meta(), *report["interviews"], llm)
+            first, second = report["interviews"]
+            report["comparison"] = compare(RunStore(results, a).meta(), first, second, llm)
         finally:
             llm.close()
         report["comparison"]["backend"] = {"name": llm.name, "model": llm.model}

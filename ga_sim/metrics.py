@@ -339,12 +339,12 @@ def command(args: argparse.Namespace) -> int:
             print("error: --sample: must be >= 1. Fix: give a number of personas, or leave it out", file=sys.stderr)
             return 2
         try:
-            report = interview.command(results, args.name, args.against, args.overrides, args.sample, args.seed)
+            answers = interview.command(results, args.name, args.against, args.overrides, args.sample, args.seed)
         except (RunError, ValueError, KeyError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(interview.table(args.name, args.against, report))
-        print(f"\nwrote {report['path']}")
+        print(interview.table(args.name, args.against, answers))
+        print(f"\nwrote {answers['path']}")
         return 0
     try:
         stores = [RunStore(results, args.name)]
