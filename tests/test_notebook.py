@@ -21,7 +21,7 @@ def test_quickstart_notebook_executes(tmp_path: Path) -> None:
     ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     images = [o for o in outputs if "data" in o and "image/png" in o["data"]]
-    assert len(images) == 4  # two map renders, learning curves, action distributions
+    assert len(images) == 5  # two map renders, learning curves, action distributions, a cascade tree
     text = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
     for kind in ("random", "scripted", "trained"):
         assert f"{kind:<9} {{'artist_collective': " in text
