@@ -5,12 +5,16 @@ Usage::
     python scripts/compare.py +experiment=artists [--methods grpo maskable_ppo ippo mappo rllib_ppo]
         [--seeds 0 1 2 3 4] [--tune-factors 0.3 1 3 --tune-seed 100] [--jobs 1]
         [--plot docs/compare_artists.png] [--json] [--out DIR] [-- METHOD:OPTION ...]
+    python scripts/compare.py --merge A/compare.json B/compare.json [--plot ...] [--out DIR]
 
 Every method runs per seed in a child process with the same Hydra overrides (same town, same budget in
 town steps, same evaluation on the same fresh seeds). Prints the tables (final returns per group and
 overall with the simple baselines, steps to 90% of the final return, wall time), or one JSON line with
 ``--json``; writes ``compare.json`` and ``compare.png`` (the learning curves) into ``--out``. The
 comparison itself is :mod:`trainers.compare`; this file only parses the command line.
+
+``--merge`` joins comparisons of the same town, overrides and seeds (e.g. a slow method run apart) into one:
+tables, ``compare.json`` and the plot.
 
 Options after ``--`` go to one method's command line, prefixed by its name (e.g.
 ``-- maskable_ppo:--n-epochs maskable_ppo:2``).
@@ -28,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trainers.compare import METHODS, run
+from trainers.compare import METHODS, merge_files, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=None, help="also save the curves' PNG there")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default outputs/compare/<time>)")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the tables")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="compare.json files to join into one")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_files(args.merge, args.out, args.plot, as_json=args.json)
     if any(o.split("=")[0].lstrip("+") == "trainer.seed" for o in args.overrides):
         parser.error("overrides: trainer.seed is set by --seeds. Fix: use --seeds 0 1 2")
     if any(f <= 0 for f in args.tune_factors):

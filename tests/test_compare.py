@@ -82,7 +82,34 @@ def test_steps_to_90_and_table() -> None:
     summary = compare.summarise({"ippo": [run, run]}, [0, 1])
     assert summary["curves"]["ippo"][-1] == {"env_steps": 30, "mean": 10.0, "std": 0.0, "ci95": 0.0}
     text = compare.table(summary, "x")
-    assert "| a | 10.00 ± 0.00 |" in text and "| ippo | 30 | 20 ± 0 | 1.5 ± 0.0 | default |" in text
+    assert "| a | 10.00 ± 0.00 |" in text and "| ippo | 30 | 20 ± 0 | 1.5 ± 0.0 | default (not tuned) |" in text
+
+
+def test_merge_keeps_each_method_with_its_tuning() -> None:
+    base = {"experiment": "x", "overrides": ["+experiment=artists"], "seeds": [0, 1], "groups": ["a"], "jobs": 2}
+    cell = {"mean": 1.0, "std": 0.0, "ci95": 0.0}
+    one = {
+        **base,
+        "returns": {"grpo": {"a": cell}, "heuristic": {"a": cell}},
+        "curves": {"grpo": []},
+        "algorithms": {"grpo": {"env_steps": 30}},
+        "tuning": {
+            "seed": 100,
+            "factors": [1.0],
+            "default_lr": {"grpo": 0.01},
+            "tried": {"grpo": {}},
+            "chosen": {"grpo": 0.01},
+        },
+    }
+    two = {**base, "returns": {"rllib_ppo": {"a": cell}}, "curves": {"rllib_ppo": []}, "algorithms": {"rllib_ppo": {}}}
+    merged = compare.merge([one, two])
+    assert set(merged["returns"]) == {"grpo", "heuristic", "rllib_ppo"} and set(merged["curves"]) == {
+        "grpo",
+        "rllib_ppo",
+    }
+    assert merged["tuning"]["chosen"] == {"grpo": 0.01} and merged["tuning"]["untuned"] == ["rllib_ppo"]
+    with pytest.raises(ValueError, match="seeds differs"):
+        compare.merge([one, {**two, "seeds": [0]}])
 
 
 def test_bad_input(capsys: pytest.CaptureFixture[str]) -> None:

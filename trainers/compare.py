@@ -214,7 +214,7 @@ def table(summary: dict[str, Any], experiment: str) -> str:
         "|-|-|-|-|-|",
     ]
     for name, a in summary["algorithms"].items():
-        lr = summary.get("tuning", {}).get("chosen", {}).get(name, "default")
+        lr = summary.get("tuning", {}).get("chosen", {}).get(name, "default (not tuned)")
         lines.append(
             f"| {name} | {a['env_steps']} | {a['steps_to_90']['mean']:.0f} ± {a['steps_to_90']['ci95']:.0f} | "
             f"{a['train_s']['mean']:.1f} ± {a['train_s']['ci95']:.1f} | {lr} |"
@@ -247,6 +247,59 @@ def plot(summary: dict[str, Any], path: Path, experiment: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+def merge(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One comparison from several of the same town, seeds and evaluation (e.g. a slow method run apart).
+
+    Methods and baselines are taken from the first summary that has them; a method's tuning (grid and choice)
+    comes with it, and a method run without tuning is listed under ``tuning.untuned``.
+
+    Raises:
+        ValueError: the summaries differ in experiment, overrides or seeds (naming which).
+    """
+    first = summaries[0]
+    for other in summaries[1:]:
+        for key in ("experiment", "overrides", "seeds", "groups"):
+            if other[key] != first[key]:
+                raise ValueError(
+                    f"compare --merge: {key} differs ({first[key]!r} vs {other[key]!r}). "
+                    "Fix: merge comparisons of the same town, overrides and seeds"
+                )
+    out = {**first, "returns": {}, "curves": {}, "algorithms": {}}
+    tuning: dict[str, Any] = {"chosen": {}, "tried": {}, "default_lr": {}, "untuned": []}
+    for summ in summaries:
+        for kind, cells in summ["returns"].items():
+            out["returns"].setdefault(kind, cells)
+        for m in summ["algorithms"]:
+            if m in out["algorithms"]:
+                continue
+            out["algorithms"][m] = summ["algorithms"][m]
+            out["curves"][m] = summ["curves"][m]
+            t = summ.get("tuning")
+            if t and m in t["chosen"]:
+                tuning["chosen"][m] = t["chosen"][m]
+                tuning["tried"][m] = t["tried"][m]
+                tuning["default_lr"][m] = t.get("default_lr", {}).get(m)
+                tuning.update({k: t[k] for k in ("seed", "factors") if k in t})
+            else:
+                tuning["untuned"].append(m)
+    out["tuning"] = tuning
+    out["merged_from"] = len(summaries)
+    return out
+
+
+def merge_files(paths: Sequence[Path], out: Path | None, plot_path: Path | None, *, as_json: bool = False) -> int:
+    """What ``scripts/compare.py --merge`` does: join the ``compare.json`` files, write and print the result."""
+    summary = merge([json.loads(Path(p).read_text()) for p in paths])
+    out = out or default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "compare.json", json.dumps(summary, indent=2).encode())
+    plot(summary, out / "compare.png", summary["experiment"])
+    if plot_path is not None:
+        plot(summary, plot_path, summary["experiment"])
+    print(json.dumps(summary) if as_json else table(summary, summary["experiment"]))
+    return 0
 
 
 def default_out() -> Path:
