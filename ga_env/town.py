@@ -419,7 +419,9 @@ class TownEnv(ParallelEnv):  # type: ignore[misc]
         self.groups: tuple[Group, ...] = tuple(_reweighted(all_groups[g], (objective or {}).get(g)) for g in used)
         for group in objective or {}:
             if group not in used:
-                raise TownDataError("argument", f"objective.{group}", "is not a group of this town", f"use one of {used}")
+                raise TownDataError(
+                    "argument", f"objective.{group}", "is not a group of this town", f"use one of {used}"
+                )
         self.possible_agents: list[str] = [p.agent_id for p in personas]
         self.agent_index: dict[str, int] = {a: i for i, a in enumerate(self.possible_agents)}
         self.agents: list[str] = []
