@@ -61,11 +61,9 @@ def listing_order(choices: Sequence[str], key: str) -> tuple[str, ...]:
     research site, chat only with someone near); listing them in a varying order keeps a model's preference for
     the first listed option from passing for a choice, and lets the first-option rate measure it.
     """
-    import hashlib
+    from agents.llm.calibrate import hashed_permutation
 
-    seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
-    order = np.random.default_rng(seed).permutation(len(choices))
-    return tuple(choices[int(k)] for k in order)
+    return tuple(choices[k] for k in hashed_permutation(key, len(choices)))
 
 
 def decide_request(

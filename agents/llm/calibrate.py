@@ -169,6 +169,13 @@ class ContentFreePriors:
 
 
 # --- shuffled options ------------------------------------------------------------------------------
+def hashed_permutation(key: str, n: int) -> list[int]:
+    """A permutation of ``range(n)`` drawn from a SHA-256 hash of ``key``: the same key, the same order, in every
+    process and after a resume."""
+    seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+    return [int(i) for i in np.random.default_rng(seed).permutation(n)]
+
+
 def shuffle_order(request: LLMRequest) -> list[int]:
     """A permutation of ``range(len(request.choices))`` drawn from a hash of the request (seed included)."""
     blob = json.dumps(
@@ -176,8 +183,7 @@ def shuffle_order(request: LLMRequest) -> list[int]:
         ensure_ascii=False,
         default=str,
     )
-    seed = int.from_bytes(hashlib.sha256(blob.encode("utf-8")).digest()[:8], "big")
-    return [int(i) for i in np.random.default_rng(seed).permutation(len(request.choices))]
+    return hashed_permutation(blob, len(request.choices))
 
 
 def reorder_listings(text: str, choices: Sequence[str], order: Sequence[int]) -> str:
