@@ -78,9 +78,22 @@ def replay_in_browser(results: Path, name: str, screenshot: Path, shot_step: int
                 driver, f"return window.replayState.camera[0] !== {before[0]} && window.replayState.camera"
             )
             status = driver.execute_script("return fetch('/?name=no-such-run').then(r => r.status)")
+            # The Diffusion panel (ga-compress's figures): its numbers and its three plots, loaded.
+            causes = wait_for(driver, "return window.replayState.diffusion")
+            images = (
+                "return ['awareness', 'cascades', 'degree'].map(k => document.getElementById(k + 'img').naturalWidth)"
+            )
+            widths = wait_for(driver, images.replace("return ", "const w = ") + "; return w.every(x => x > 0) && w")
+            panel = driver.execute_script("return document.getElementById('diffusionfigures').textContent")  # collapsed
         finally:
             driver.quit()
-    return {"moved": moved, "clock": clock, "pan": after[0] - before[0], "unknown_status": status}
+    return {
+        "moved": moved,
+        "clock": clock,
+        "pan": after[0] - before[0],
+        "unknown_status": status,
+        "diffusion": {"causes": causes, "widths": widths, "panel": panel},
+    }
 
 
 def test_replay_in_headless_chromium(tmp_path: Path) -> None:
@@ -95,4 +108,7 @@ def test_replay_in_headless_chromium(tmp_path: Path) -> None:
     assert figures["clock"] == "Monday 2023-02-13 07:30"  # state 3 = start + 3 strides
     assert figures["pan"] == 48
     assert figures["unknown_status"] == 404
+    diffusion = figures["diffusion"]
+    assert set(diffusion["causes"]) == {"artist_collective"} and len(diffusion["widths"]) == 3
+    assert "artist_collective:" in diffusion["panel"] and "non-members exposed" in diffusion["panel"]
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
