@@ -25,7 +25,7 @@
         - memory: {persona: Leo Ibarra, text: Sofia said the murals are about the river.}
         - event: {place: cafe, text: A poster for the mural opening is on the wall.}
       random_minds: [{mind: random}]  # another policy mind (policy minds only)
-      warmer_llm: [{llm: ["llm.temperature=0.7"]}]
+      other_llm: [{llm: ["llm=openai", "llm.preset=ollama", "llm.model=qwen2.5:7b"]}]
       no_lessons: [{lessons: false}]
 
 Every branch run is a fork of the base run's checkpoint at step ``k`` (its first ``k`` steps are the base's), with

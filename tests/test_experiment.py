@@ -136,7 +136,7 @@ def test_interventions_the_town_or_minds_refuse_are_reported_before_running(
 def test_branch_meta_switches_lessons_off_and_moves_minds(tmp_path: Path) -> None:
     from ga_sim.experiment import _branch_meta
 
-    spec = load_spec(_spec(tmp_path, {"control": [], "plain": [{"lessons": False}, {"llm": ["llm.temperature=0.7"]}]}))
+    spec = load_spec(_spec(tmp_path, {"control": [], "plain": [{"lessons": False}, {"llm": ["llm.permute_options=true"]}]}))
     meta = {
         "overrides": ["+experiment=artists", "env.max_agents=8"],
         "mind": "generative",
@@ -144,6 +144,6 @@ def test_branch_meta_switches_lessons_off_and_moves_minds(tmp_path: Path) -> Non
         "format": 3,
     }
     plain = _branch_meta(meta, spec, "plain", 2)
-    assert plain["lessons"] == {} and plain["overrides"][-1] == "llm.temperature=0.7" and "format" not in plain
+    assert plain["lessons"] == {} and plain["overrides"][-1] == "llm.permute_options=true" and "format" not in plain
     assert plain["experiment"] == {"name": "exp", "branch": "plain", "seed": 2, "interventions": spec.branches["plain"]}
     assert _branch_meta(meta, spec, "control", 0)["lessons"] == meta["lessons"]
