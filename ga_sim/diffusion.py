@@ -21,6 +21,10 @@ cascade of contacts, the standard first-exposure tree (Goel, Watts and Goldstein
 diffusion networks"), measured from the transcript; the town's own awareness (continuous, with persuasion and
 decay) is the ``awareness`` curve, from the step records.
 
+**Told** (``told`` in each cause's figures): the same cascade counting only conversations whose turns name the cause
+(two of its content words, :func:`mentions`): who heard of it in words, from whom. The two differ when people meet
+without talking about it (a numeric policy's template says the cause only from a member to a non-member).
+
 **Figures** per cause: ``exposed`` (non-members exposed), ``cascade_size`` (the tree's nodes reached from the
 members, members excluded), ``depth`` (longest chain of hops from a member), ``by_nonmembers`` (share of the
 exposures passed on by a non-member: word of mouth beyond the group), ``steps_to_half`` (the first step at which
@@ -30,6 +34,7 @@ the cause's awareness among non-members is at least 0.5, None if never) and ``fi
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -64,8 +69,35 @@ def conversation_graph(doc: dict[str, Any]) -> nx.Graph:
     return g
 
 
-def cascade(doc: dict[str, Any], group: str) -> nx.DiGraph:
-    """The tree of first exposures to ``group``'s cause (see the module's docstring)."""
+STOPWORDS = frozenset(
+    "the a an and or of to in on at for with from by about into over after before this that these those their its "
+    "our your his her them they we you it is are was were be been being has have had do does did not no so as".split()
+)
+
+
+def cause_words(cause: str) -> set[str]:
+    """The cause's content words (lower case, 4+ letters, no stop words): what a mention must contain."""
+    return {w for w in re.findall(r"[a-z0-9']+", cause.lower()) if len(w) >= 4 and w not in STOPWORDS}
+
+
+def mentions(conversation: dict[str, Any], words: set[str]) -> bool:
+    """Whether a conversation's turns name the cause: at least two of its content words (one if it has one)."""
+    said = set(
+        re.findall(r"[a-z0-9']+", " ".join(str(t[1]) for t in conversation.get("turns", []) if len(t) > 1).lower())
+    )
+    return len(words & said) >= min(2, len(words)) if words else False
+
+
+def cascade(doc: dict[str, Any], group: str, *, by: str = "contact") -> nx.DiGraph:
+    """The tree of first exposures to ``group``'s cause (see the module's docstring).
+
+    ``by="contact"``: any conversation with someone exposed exposes; ``by="mention"``: only one whose turns name
+    the cause (:func:`mentions`), i.e. who *told* whom.
+    """
+    if by not in ("contact", "mention"):
+        raise ValueError(f"cascade: by: {by!r} is unknown. Fix: use 'contact' or 'mention'")
+    cause = next((g.get("cause") or "" for g in doc["meta"]["groups"] if g["name"] == group), "")
+    words = cause_words(cause)
     members = {p["name"] for p in doc["meta"]["personas"] if p["group"] == group}
     tree = nx.DiGraph(group=group)
     for p in doc["meta"]["personas"]:
@@ -78,6 +110,8 @@ def cascade(doc: dict[str, Any], group: str) -> nx.DiGraph:
     for step in sorted(by_step):
         before = set(exposed)  # exposures of this step pass on from the next one
         for c in by_step[step]:
+            if by == "mention" and not mentions(c, words):
+                continue
             for a, b in _pairs(c["participants"]):
                 for u, v in ((a, b), (b, a)):
                     if u in before and v not in exposed:
@@ -91,6 +125,19 @@ def cascade(doc: dict[str, Any], group: str) -> nx.DiGraph:
 def _depth_or_none(tree: nx.DiGraph, node: str) -> int | None:
     value = tree.nodes[node].get("depth")
     return None if value is None else int(value)
+
+
+def _told(doc: dict[str, Any], group: str, members: set[str]) -> dict[str, Any]:
+    """The cascade of mentions: who heard of the cause in words, from whom (figures and its edges)."""
+    tree = cascade(doc, group, by="mention")
+    reached = [n for n in tree.nodes if n not in members and tree.nodes[n].get("depth") is not None]
+    edges = list(tree.edges(data="step"))
+    return {
+        "exposed": len(reached),
+        "depth": max((int(tree.nodes[n]["depth"]) for n in reached), default=0),
+        "by_nonmembers": (sum(u not in members for u, _, _ in edges) / len(edges)) if edges else 0.0,
+        "edges": [[u, v, int(st)] for u, v, st in edges],
+    }
 
 
 def analyse(doc: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +165,7 @@ def analyse(doc: dict[str, Any]) -> dict[str, Any]:
             "by_nonmembers": (sum(u not in members for u, _ in edges) / len(edges)) if edges else 0.0,
             "steps_to_half": int(steps[int(half[0])]["step"]) if len(half) else None,
             "final_awareness": float(curve[-1]) if len(curve) else 0.0,
+            "told": _told(doc, name, members),
         }
     degrees = [d for _, d in graph.degree()]
     return {

@@ -60,6 +60,18 @@ def test_one_step_is_one_hop_and_the_first_exposure_counts() -> None:
     assert sorted(three.edges) == [("Ada", "Ben"), ("Ada", "Cal")]
 
 
+def test_told_counts_only_conversations_that_name_the_cause() -> None:
+    doc = _doc([(1, ["Ada", "Ben"]), (2, ["Ben", "Cal"]), (3, ["Ada", "Dot"])])
+    doc["meta"]["groups"][0]["cause"] = "the spring exhibition at the Lumen Gallery"
+    said = ["Come to the spring exhibition!", "Nice weather today.", "The Lumen gallery opens its exhibition."]
+    for c, text in zip(doc["conversations"], said, strict=True):
+        c["turns"] = [[c["participants"][0], text]]
+    told = diffusion.analyse(doc)["causes"]["artists"]["told"]
+    assert told["edges"] == [["Ada", "Ben", 1], ["Ada", "Dot", 3]]  # Ben met Cal but talked about the weather
+    assert (told["exposed"], told["depth"], told["by_nonmembers"]) == (2, 1, 0.0)
+    assert diffusion.analyse(doc)["causes"]["artists"]["exposed"] == 3  # by contact, Cal counts
+
+
 def test_awareness_half_time_and_conversation_graph() -> None:
     doc = _doc([(1, ["Ada", "Ben"]), (3, ["Ben", "Ada"]), (3, ["Cal", "Dot"])], awareness=[0.1, 0.4, 0.55, 0.6])
     result = diffusion.analyse(doc)
