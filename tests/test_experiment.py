@@ -136,7 +136,9 @@ def test_interventions_the_town_or_minds_refuse_are_reported_before_running(
 def test_branch_meta_switches_lessons_off_and_moves_minds(tmp_path: Path) -> None:
     from ga_sim.experiment import _branch_meta
 
-    spec = load_spec(_spec(tmp_path, {"control": [], "plain": [{"lessons": False}, {"llm": ["llm.permute_options=true"]}]}))
+    spec = load_spec(
+        _spec(tmp_path, {"control": [], "plain": [{"lessons": False}, {"llm": ["llm.permute_options=true"]}]})
+    )
     meta = {
         "overrides": ["+experiment=artists", "env.max_agents=8"],
         "mind": "generative",
