@@ -421,7 +421,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         f"Branched from run `{summary['base']['run']}` at step {summary['base']['step']}; {summary['steps']} steps per "
         f"branch; seeds {summary['seeds']} (the same seeds in every branch: differences are paired by seed). "
         "Mean ± 95% CI over the seeds (Student's t); Δ = branch − control, paired, with its CI (* when the CI "
-        "excludes 0).",
+        "excludes 0; 'same for every seed' when the difference does not vary with the seed).",
         "",
     ]
     ctrl = summary["branches"][c]["figures"]
@@ -432,7 +432,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         lines += [f"| figure | {c} | {b} | Δ |", "|-|-|-|-|"]
         for f, row in data["figures"].items():
             d = row["diff"]
-            star = " *" if d["significant"] else ""
+            star = (" * (same for every seed)" if d["ci95"] == 0 else " *") if d["significant"] else ""
             lines.append(
                 f"| {f} | {ctrl[f]['mean']:.3f} ± {ctrl[f]['ci95']:.3f} | {row['mean']:.3f} ± {row['ci95']:.3f} | "
                 f"{d['mean']:+.3f} ± {d['ci95']:.3f}{star} |"
