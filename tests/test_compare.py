@@ -69,6 +69,28 @@ def test_compare_json_line_with_curves_and_tuning(tmp_path: Path) -> None:
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
 
 
+def test_finished_runs_are_reused_and_others_run_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "grpo_seed0"
+    overrides = [*TINY, "trainer.seed=0"]
+    first = compare.run_method("grpo", overrides, run_dir, lr=0.01)
+    stamp = (run_dir / "eval.json").stat().st_mtime_ns
+    assert compare.run_method("grpo", overrides, run_dir, lr=0.01) == first  # the same settings: reused
+    assert (run_dir / "eval.json").stat().st_mtime_ns == stamp
+    assert "reusing the finished run" in capsys.readouterr().err
+    # Another learning rate runs again, from a clean folder: its metrics are its own 2 iterations only.
+    (run_dir / "stray.txt").write_text("left by the earlier run")
+    other = compare.run_method("grpo", overrides, run_dir, lr=0.03)
+    assert (run_dir / "eval.json").stat().st_mtime_ns != stamp and not (run_dir / "stray.txt").exists()
+    assert json.loads((run_dir / compare.RECORD).read_text())["key"]["lr"] == 0.03
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [1, 2]
+    assert other["train_s"] == pytest.approx(sum(r["charts/iteration_seconds"] for r in rows))
+    # A run killed before its record (no compare_run.json) is run again, not taken for finished.
+    (run_dir / compare.RECORD).unlink()
+    compare.run_method("grpo", overrides, run_dir, lr=0.03)
+    assert "reusing" not in capsys.readouterr().err and (run_dir / compare.RECORD).exists()
+
+
 def test_steps_to_90_and_table() -> None:
     run = {
         "curve": [{"env_steps": 10, "returns": {"a": 1.0}}, {"env_steps": 20, "returns": {"a": 9.5}}],

@@ -1,7 +1,7 @@
 """Our GRPO against other MARL learners on the town, fairly: learning curves, seeds, CIs, equal tuning budgets.
 
 The command line is ``scripts/compare.py`` (``python scripts/compare.py +experiment=artists [--methods ...]
-[--seeds 0 1 2 3 4] [--tune-lrs 3e-4 1e-3 3e-3] [--plot docs/compare_artists.png] [--json]``); this module is
+[--seeds 0 1 2 3 4] [--tune-factors 0.3 1 3] [--plot docs/compare_artists.png] [--json]``); this module is
 what it calls (:func:`run`).
 
 Methods (:data:`METHODS`), each its own command line run in a child process with the same Hydra overrides, so
@@ -28,6 +28,11 @@ chosen, then the seeds run with it. The grid and each method's choice are in ``c
 group, the learning curve (mean over groups) against town steps, the town steps to reach 90% of the run's own
 final return (the first curve point at or above it), and wall time (training only, without the evaluations).
 Runs go one after the other (``--jobs 1``) so that wall times do not compete for the cores.
+
+**Resume.** Each finished run leaves ``compare_run.json`` in its folder (what it was run with and its result);
+running the same command again reuses every finished run whose method, overrides, options and learning rate
+are the same, so a killed comparison goes on where it stopped, and a wider ``--tune-factors`` grid runs only
+the new points (and the seeds of a method whose choice changed).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import concurrent.futures
 import datetime as dt
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -94,7 +100,11 @@ def run_grpo(overrides: Sequence[str], out_dir: Path, lr: float | None = None) -
     overrides = [*overrides, *([f"trainer.lr={lr}"] if lr is not None else [])]
     t0 = time.perf_counter()
     _child([sys.executable, "-c", _GRPO_CHILD, json.dumps(list(overrides)), str(out_dir)])
-    total = time.perf_counter() - t0
+    return grpo_result(overrides, out_dir, time.perf_counter() - t0)
+
+
+def grpo_result(overrides: Sequence[str], out_dir: Path, total: float) -> dict[str, Any]:
+    """:func:`run_grpo`'s fields from a finished GRPO run's folder (``total``: its wall time in seconds)."""
     report = json.loads((out_dir / "eval.json").read_text())
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     cfg = compose(overrides)
@@ -117,16 +127,50 @@ def run_grpo(overrides: Sequence[str], out_dir: Path, lr: float | None = None) -
     }
 
 
+RECORD = "compare_run.json"
+"""A finished run's record in its folder: ``{"key": what it was run with, "result": what run_method returned}``."""
+
+
 def run_method(
     method: str, overrides: Sequence[str], out_dir: Path, extra: Sequence[str] = (), lr: float | None = None
 ) -> dict[str, Any]:
-    """One run of ``method`` (a child process); the same fields as :func:`run_grpo` (its own returns only)."""
+    """One run of ``method`` (a child process); the same fields as :func:`run_grpo` (its own returns only).
+
+    A finished run in ``out_dir`` with the same method, overrides, options and learning rate (its
+    :data:`RECORD`) is reused instead of run again; a folder without one (a run killed before its end, or made
+    with other settings) is cleared first, so that no file of the earlier run mixes into the new one.
+    """
+    key = {"method": method, "overrides": list(overrides), "extra": list(extra), "lr": lr}
+    record = out_dir / RECORD
+    if record.exists():
+        try:
+            saved = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            saved = {}
+        if saved.get("key") == key:
+            print(f"compare: {out_dir}: reusing the finished run (delete the folder to run it again)", file=sys.stderr)
+            return dict(saved["result"])
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    result = _run_once(method, overrides, out_dir, extra, lr)
+    atomic_write_bytes(record, json.dumps({"key": key, "result": result}, indent=2).encode())
+    return result
+
+
+def _run_once(
+    method: str, overrides: Sequence[str], out_dir: Path, extra: Sequence[str], lr: float | None
+) -> dict[str, Any]:
+    """:func:`run_method` without the record: always runs."""
     if method == "grpo":
         return run_grpo(overrides, out_dir, lr)
     cmd, lr_flag = METHODS[method]
     lr_args = [lr_flag, str(lr)] if lr is not None else []
     done = _child([sys.executable, *cmd, *overrides, *lr_args, "--out", str(out_dir), "--json", *extra])
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return library_result(method, json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def library_result(method: str, report: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_method`'s fields from a library method's report (what it prints and writes to ``eval.json``)."""
     return {
         "returns": {method: report["returns"]["trained"]},
         "curve": report.get("curve", []),

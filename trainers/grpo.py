@@ -139,7 +139,8 @@ def train(cfg: Config, out_dir: Path, config_yaml: str = "") -> dict[str, Any]:
     writer.add_text(
         "hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in flat_cfg.items()), start
     )
-    metrics_file = (out_dir / "metrics.jsonl").open("a")
+    # A fresh run starts the file over (appending would mix in the rows of an earlier run in the same folder).
+    metrics_file = (out_dir / "metrics.jsonl").open("a" if tc.resume else "w")
     teams = env.group_of  # (N,)
     g_size = tc.group_size
     rollouts = (RayRollouts if tc.rollout.backend == "ray" else InProcessRollouts)(cfg, policy)
