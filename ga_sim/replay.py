@@ -541,7 +541,7 @@ class ReplayServer(socketserver.TCPServer):
                     for key, _ in sel.select(min(poll_interval, self.request_timeout)):
                         if key.fileobj is self.socket:
                             self._accept(sel, pending)
-                        else:
+                        elif key.fileobj in pending:  # not evicted by an accept earlier in this batch
                             self._receive(sel, pending, key.fileobj)  # type: ignore[arg-type]
                     now = time.monotonic()
                     while pending:

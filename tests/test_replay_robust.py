@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,44 @@ def test_half_open_connections_hold_no_thread_and_the_page_is_still_served(resul
         finally:
             for s in socks:
                 s.close()
+
+
+def test_a_connection_evicted_while_it_has_data_waiting_does_not_stop_the_server(
+    results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``select`` can report a new connection and, after it, data on the oldest half-open one; accepting
+    the new one evicts the oldest (``max_connections``), whose event must then be skipped (it once raised
+    KeyError and ended the accepting thread: every later request hung)."""
+    import selectors
+
+    class SlowSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+        """Lets events gather before the loop looks, and lists the listening socket's first (the kernel's
+        order depends on what it reported before)."""
+
+        listener: object = None
+
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            if self.listener is None:
+                self.listener = fileobj
+            return super().register(fileobj, events, data)
+
+        def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+            time.sleep(0.3)
+            return sorted(super().select(timeout), key=lambda event: event[0].fileobj is not self.listener)
+
+    monkeypatch.setattr("ga_sim.replay.selectors.DefaultSelector", SlowSelector)
+    with ReplayServer(results, port=0, quiet=True, timeout=30, workers=2, max_connections=2) as server:
+        address = server.server_address[:2]
+        oldest = socket.create_connection(address, timeout=10)
+        oldest.sendall(b"GET / HTTP/1.1\r\n")
+        second = socket.create_connection(address, timeout=10)
+        second.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.8)  # both accepted and read
+        newcomer = socket.create_connection(address, timeout=10)  # accepted first: evicts `oldest`...
+        oldest.sendall(b"Host: x\r\n")  # ...which has data waiting in the same select
+        time.sleep(0.8)
+        for s in (oldest, second, newcomer):
+            s.close()
+        assert server._thread is not None and server._thread.is_alive()
+        status, _, body = _request(server, "GET", "/")
+        assert status == 200 and b"<canvas" in body
